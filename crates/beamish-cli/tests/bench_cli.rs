@@ -1,0 +1,256 @@
+//! `beamish bench` end to end: the built binary, its child processes and
+//! its output lines, at tiny sizes.
+
+use std::collections::HashMap;
+use std::process::{Command, Output};
+
+fn beamish(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_beamish"))
+        .args(args)
+        .output()
+        .expect("run beamish")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// One output line: `bench=<name> runtime=<rt> <key>=<value> ...`.
+#[derive(Debug)]
+struct Line {
+    bench: String,
+    runtime: String,
+    keys: HashMap<String, String>,
+}
+
+fn parse(line: &str) -> Line {
+    let mut words = line.split_whitespace();
+    let mut field = |name: &str| {
+        let word = words
+            .next()
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"));
+        word.strip_prefix(name)
+            .unwrap_or_else(|| panic!("{line:?} lacks {name}"))
+            .to_string()
+    };
+    let (bench, runtime) = (field("bench="), field("runtime="));
+    let keys = words
+        .map(|w| {
+            let (k, v) = w
+                .split_once('=')
+                .unwrap_or_else(|| panic!("{w:?} in {line:?}"));
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    Line {
+        bench,
+        runtime,
+        keys,
+    }
+}
+
+fn lines(out: &Output) -> Vec<Line> {
+    text(&out.stdout).lines().map(parse).collect()
+}
+
+/// The value of `key` as a number, which must be there.
+fn num(line: &Line, key: &str) -> f64 {
+    let v = line
+        .keys
+        .get(key)
+        .unwrap_or_else(|| panic!("no {key} in {line:?}"));
+    v.parse()
+        .unwrap_or_else(|_| panic!("{key}={v} is not a number in {line:?}"))
+}
+
+#[test]
+fn pingpong_with_tokio_baseline() {
+    let out = beamish(&["bench", "--baseline", "tokio", "pingpong", "n=1000"]);
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("[1/2] pingpong (beamish)"), "{stderr}");
+    assert!(stderr.contains("[2/2] pingpong (tokio)"), "{stderr}");
+    let lines = lines(&out);
+    assert!(lines.iter().all(|l| l.bench == "pingpong"), "{lines:?}");
+
+    let tokio = lines
+        .iter()
+        .find(|l| l.runtime == "tokio")
+        .expect("tokio line");
+    assert!(num(tokio, "ns_per_roundtrip") > 0.0, "{tokio:?}");
+
+    // beamish: an error line until its workloads exist, a result line after.
+    let b = lines
+        .iter()
+        .find(|l| l.runtime == "beamish")
+        .expect("beamish line");
+    let ratio = lines.iter().find(|l| l.runtime == "beamish/tokio");
+    if let Some(why) = b.keys.get("error") {
+        assert!(!why.is_empty(), "{b:?}");
+        assert!(ratio.is_none(), "{lines:?}");
+        assert!(!out.status.success(), "a failed workload must fail the run");
+    } else {
+        assert!(num(b, "ns_per_roundtrip") > 0.0, "{b:?}");
+        let ratio = ratio.expect("ratio line");
+        let expected = num(b, "ns_per_roundtrip") / num(tokio, "ns_per_roundtrip");
+        assert!((num(ratio, "ns_per_roundtrip") - expected).abs() < 0.01 + expected * 0.01);
+        assert!(out.status.success(), "{stderr}");
+    }
+}
+
+#[test]
+fn every_tokio_workload_at_tiny_sizes() {
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        (
+            "spawn",
+            &["n=1000"],
+            &["spawn_ns", "bytes_per_proc", "teardown_ns", "ready_ns", "n"],
+        ),
+        ("skynet", &["leaves=1000"], &["ms", "leaves"]),
+        (
+            "ring",
+            &["procs=10", "hops=1_000"],
+            &["ns_per_hop", "procs"],
+        ),
+        ("pingpong", &["n=1000"], &["ns_per_roundtrip"]),
+        (
+            "pingpong_par",
+            &["pairs=10", "rounds=10"],
+            &["ns_per_roundtrip"],
+        ),
+        (
+            "fanin",
+            &["senders=2", "msgs=1000"],
+            &["ns_per_msg", "msgs"],
+        ),
+        (
+            "fairness",
+            &["procs=2", "beats=20"],
+            &[
+                "p50_us",
+                "p99_us",
+                "max_us",
+                "samples",
+                "procs",
+                "unit_iters",
+            ],
+        ),
+        (
+            "runaway",
+            &["procs=2", "runaway_ms=30"],
+            &["p99_us", "max_us", "samples", "procs", "unit_iters"],
+        ),
+    ];
+    for &(workload, sizes, keys) in cases {
+        let mut args = vec!["bench-one", "tokio", workload];
+        args.extend_from_slice(sizes);
+        let out = beamish(&args);
+        assert!(out.status.success(), "{workload}: {}", text(&out.stderr));
+        let lines = lines(&out);
+        assert_eq!(lines.len(), 1, "{workload}: {lines:?}");
+        let line = &lines[0];
+        assert_eq!(
+            (line.bench.as_str(), line.runtime.as_str()),
+            (workload, "tokio")
+        );
+        for key in keys {
+            num(line, key);
+        }
+        assert_eq!(
+            line.keys.len(),
+            keys.len(),
+            "{workload}: extra keys in {line:?}"
+        );
+    }
+    assert_eq!(
+        num(
+            &lines(&beamish(&["bench-one", "tokio", "skynet", "leaves=100"]))[0],
+            "leaves"
+        ),
+        100.0
+    );
+}
+
+#[test]
+fn link_cascade_has_no_tokio_baseline() {
+    let out = beamish(&["bench", "--baseline", "tokio", "link_cascade", "n=10"]);
+    let lines = lines(&out);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].runtime, "beamish");
+    assert!(lines[0].keys.contains_key("error") || lines[0].keys.contains_key("ns_per_link"));
+}
+
+#[test]
+fn bad_input_is_a_usage_error() {
+    for args in [
+        &["bench", "ring", "n=5"][..],          // n is not a ring key
+        &["bench", "ring", "hops=lots"],        // not a number
+        &["bench", "ring", "hops=-1"],          // not a whole number
+        &["bench", "rings"],                    // no such workload
+        &["bench", "ring", "procs=0"],          // below the minimum
+        &["bench", "skynet", "leaves=999"],     // not a power of div
+        &["bench", "pingpong", "n=1", "n=2"],   // twice
+        &["bench", "--timeout", "0"],           // no time at all
+        &["bench-one", "tokio", "ring", "x=1"], // the child checks too
+    ] {
+        let out = beamish(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?} ran something");
+        assert!(
+            !stderr.contains("panicked") && !stderr.is_empty(),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn timeout_kills_the_child() {
+    let out = beamish(&[
+        "bench",
+        "--baseline",
+        "tokio",
+        "--timeout",
+        "1",
+        "fairness",
+        "procs=0",
+        "beats=100_000",
+    ]);
+    assert!(!out.status.success());
+    let lines = lines(&out);
+    let tokio = lines
+        .iter()
+        .find(|l| l.runtime == "tokio")
+        .expect("tokio line");
+    assert_eq!(
+        tokio.keys.get("error").map(String::as_str),
+        Some("timeout_after_1_s")
+    );
+}
+
+#[test]
+fn list_runs_nothing() {
+    let out = beamish(&["bench", "--list", "ring", "procs=7"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout).lines().count(), 1);
+    assert!(text(&out.stdout).contains("procs=7 hops=10_000_000"));
+    let all = beamish(&["bench", "--list"]);
+    let names: Vec<String> = text(&all.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "spawn",
+            "skynet",
+            "ring",
+            "pingpong",
+            "pingpong_par",
+            "fanin",
+            "fairness",
+            "runaway",
+            "link_cascade"
+        ]
+    );
+}

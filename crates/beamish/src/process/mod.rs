@@ -1,0 +1,205 @@
+//! Processes: the control block, its lifetime, spawning and introspection.
+//!
+//! A process is a Rust future plus a control block ([`Header`]) in one
+//! allocation (`raw`). The header holds what other threads need (state word,
+//! pid, inbound queue, counters); [`Local`] holds what only the process itself
+//! touches while it runs (its message queue, links, monitors, trap_exit), so
+//! none of that needs a lock: signals that change it are applied by the
+//! process when it drains its inbound queue.
+
+pub(crate) mod info;
+pub(crate) mod raw;
+pub(crate) mod run;
+pub(crate) mod spawn;
+pub(crate) mod state;
+pub(crate) mod table;
+
+use std::cell::UnsafeCell;
+use std::ptr::NonNull;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::loom::atomic::{AtomicU8, AtomicU64, Ordering};
+use crate::mailbox::inbound::Inbound;
+use crate::mailbox::queue::Queue;
+use crate::runtime::Shared;
+use crate::{Pid, Reason, Ref};
+use raw::ProcVTable;
+use state::State;
+
+pub use info::{ProcessInfo, Status};
+pub use spawn::{SpawnOptions, Spawned};
+
+/// Scheduling priority, as in BEAM: `max` and `high` run before anything
+/// else; `low` runs only between normal ones (one low per eight normal).
+///
+/// ```
+/// # let rt = beamish::Runtime::new().unwrap();
+/// # rt.block_on(async {
+/// use beamish::{Priority, SpawnOptions};
+/// let pid = SpawnOptions::new().priority(Priority::High).spawn(async {}).unwrap().pid;
+/// # let _ = pid;
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Priority {
+    /// Runs when nothing else waits, and one in eight slots besides.
+    Low = 0,
+    /// The default.
+    #[default]
+    Normal = 1,
+    /// Runs before normal and low processes.
+    High = 2,
+    /// Runs before everything else.
+    Max = 3,
+}
+
+impl Priority {
+    pub(crate) fn from_u8(v: u8) -> Priority {
+        match v {
+            0 => Priority::Low,
+            2 => Priority::High,
+            3 => Priority::Max,
+            _ => Priority::Normal,
+        }
+    }
+}
+
+/// Flag bits of [`Header::flags`].
+pub(crate) mod flags {
+    /// The process has (or had) a registered name: its exit must unregister it.
+    pub(crate) const HAS_NAME: u8 = 1 << 0;
+}
+
+/// The control block, shared with other threads.
+#[repr(C)]
+pub(crate) struct Header {
+    /// Scheduling state and reference count.
+    pub(crate) state: State,
+    /// Operations that know the future's type.
+    pub(crate) vtable: &'static ProcVTable,
+    /// This process's pid.
+    pub(crate) pid: Pid,
+    /// The runtime it belongs to (outlives every process: shutdown waits for all).
+    pub(crate) rt: NonNull<Shared>,
+    /// Signals and messages not yet seen by the process.
+    pub(crate) inbound: Inbound,
+    /// Reductions spent so far (written by the process, read by introspection).
+    pub(crate) reductions: AtomicU64,
+    /// [`flags`] bits.
+    pub(crate) flags: AtomicU8,
+    /// [`Priority`] as a byte (fixed at spawn).
+    pub(crate) priority: u8,
+    /// Owner-only state: touched only by the thread running the process.
+    pub(crate) local: UnsafeCell<Local>,
+}
+
+// SAFETY: shared fields are atomics or immutable; `local` is only accessed by
+// the thread that holds the RUNNING bit (or the single thread ending it).
+unsafe impl Send for Header {}
+unsafe impl Sync for Header {}
+
+/// State only the process itself touches.
+pub(crate) struct Local {
+    /// Messages received but not yet matched.
+    pub(crate) queue: Queue,
+    /// Exit signals become `Exit` messages instead of killing the process.
+    pub(crate) trap_exit: bool,
+    /// Rarely needed parts, allocated on first use.
+    pub(crate) ext: Option<Box<Ext>>,
+}
+
+/// Links, monitors and exit bookkeeping: most processes never need them, so
+/// they cost one pointer until used.
+#[derive(Default)]
+pub(crate) struct Ext {
+    /// Processes linked to this one.
+    pub(crate) links: FxHashSet<Pid>,
+    /// Monitors this process holds: ref → monitored process.
+    pub(crate) monitors: FxHashMap<Ref, Pid>,
+    /// Monitors on this process: ref → watcher.
+    pub(crate) monitored_by: FxHashMap<Ref, Pid>,
+    /// Set when the process must end at its next scheduling point.
+    pub(crate) exiting: Option<Reason>,
+    /// Called with the exit reason when the process ends (used by `block_on`).
+    pub(crate) exit_hook: Option<Box<dyn FnOnce(&Reason) + Send>>,
+}
+
+impl Local {
+    pub(crate) fn new(trap_exit: bool) -> Local {
+        Local {
+            queue: Queue::new(),
+            trap_exit,
+            ext: None,
+        }
+    }
+
+    pub(crate) fn ext(&mut self) -> &mut Ext {
+        self.ext.get_or_insert_with(Box::default)
+    }
+
+    /// Marks the process to end with `reason` (the first reason wins).
+    pub(crate) fn set_exiting(&mut self, reason: Reason) {
+        let ext = self.ext();
+        if ext.exiting.is_none() {
+            ext.exiting = Some(reason);
+        }
+    }
+
+    pub(crate) fn is_exiting(&self) -> bool {
+        self.ext.as_ref().is_some_and(|e| e.exiting.is_some())
+    }
+}
+
+impl Header {
+    pub(crate) fn shared(&self) -> &Shared {
+        // SAFETY: the runtime outlives its processes.
+        unsafe { self.rt.as_ref() }
+    }
+
+    pub(crate) fn priority(&self) -> Priority {
+        Priority::from_u8(self.priority)
+    }
+
+    pub(crate) fn add_reductions(&self, n: u64) {
+        // Only the owner writes: a load and a store, no read-modify-write.
+        let r = self.reductions.load(Ordering::Relaxed);
+        self.reductions.store(r + n, Ordering::Relaxed);
+    }
+}
+
+/// A counted reference to a process, held by a run queue entry.
+#[derive(Debug)]
+pub(crate) struct Task(pub(crate) NonNull<Header>);
+
+// SAFETY: a task is a counted pointer to a `Sync` header.
+unsafe impl Send for Task {}
+
+impl Task {
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: the task's reference keeps the header alive.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+/// Wakes the process behind `p` (which the caller keeps alive).
+pub(crate) fn wake(p: NonNull<Header>) {
+    // SAFETY: the caller holds a reference or an epoch guard over `p`.
+    let h = unsafe { p.as_ref() };
+    if h.state.notify() {
+        h.shared().schedule_woken(Task(p));
+    }
+}
+
+/// Drops one reference; the last one frees the process.
+///
+/// # Safety
+/// The caller owns one reference to `p`.
+pub(crate) unsafe fn release(p: NonNull<Header>) {
+    // SAFETY: the caller owns a reference.
+    let h = unsafe { p.as_ref() };
+    if h.state.ref_dec() {
+        table::defer_free(p);
+    }
+}

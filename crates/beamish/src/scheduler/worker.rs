@@ -1,0 +1,276 @@
+//! One scheduler thread: the run loop.
+//!
+//! Each turn of the loop ("tick") takes one process and polls it once:
+//!
+//! 1. every 61st tick, or when the monitor asked for preemption, the global
+//!    queues come first, so work injected from outside never waits behind a
+//!    busy local queue (61: a prime, as in tokio, so it does not beat in step
+//!    with periodic workloads);
+//! 2. urgent (max, high) work comes next, then the LIFO slot (capped at
+//!    [`LIFO_STREAK`] runs in a row), then the local queue, then the normal
+//!    and low global queues (low first on every 8th tick, BEAM's ratio);
+//! 3. with nothing local, the thread searches: it steals half of another
+//!    thread's queue, starting at a random victim;
+//! 4. with nothing anywhere it parks (see `idle` for the protocol that makes
+//!    sure no wake-up is lost).
+//!
+//! The thread keeps an epoch guard pinned while it works (re-pinned every
+//! few ticks, dropped before parking), so sends from processes pin cheaply.
+
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+
+use crossbeam_deque::{Steal, Worker};
+
+use super::WorkerShared;
+use crate::loom::atomic::Ordering;
+use crate::process::table::SlotCache;
+use crate::process::{Priority, Task};
+use crate::runtime::{Shared, context};
+
+/// Runs from the LIFO slot in a row before the local queue gets a turn.
+const LIFO_STREAK: u32 = 16;
+/// Ticks between checks of the global queues.
+const GLOBAL_INTERVAL: u64 = 61;
+/// Ticks between re-pins of the epoch guard.
+const REPIN_INTERVAL: u64 = 64;
+
+/// The thread-local half of a scheduler.
+pub(crate) struct Core {
+    /// The runtime.
+    pub(crate) shared: Arc<Shared>,
+    /// This thread's slot in `Scheduler::workers`.
+    pub(crate) index: usize,
+    /// A spare thread (started by the monitor), not part of the idle protocol.
+    pub(crate) spare: bool,
+    /// The local run queue.
+    pub(crate) local: Worker<Task>,
+    /// Free process-table slots.
+    pub(crate) slots: RefCell<SlotCache>,
+    /// Ticks so far.
+    tick: Cell<u64>,
+    /// LIFO runs in a row.
+    lifo_streak: Cell<u32>,
+    /// xorshift state for victim selection (seeded by the runtime).
+    rng: Cell<u64>,
+}
+
+impl Core {
+    pub(crate) fn new(shared: Arc<Shared>, index: usize, spare: bool, local: Worker<Task>) -> Core {
+        let seed = shared.seed ^ ((index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        Core {
+            shared,
+            index,
+            spare,
+            local,
+            slots: RefCell::new(SlotCache::default()),
+            tick: Cell::new(0),
+            lifo_streak: Cell::new(0),
+            rng: Cell::new(seed | 1),
+        }
+    }
+
+    pub(crate) fn worker(&self) -> &WorkerShared {
+        &self.shared.sched.workers[self.index]
+    }
+
+    /// True if the monitor asked this thread to preempt the running process.
+    pub(crate) fn preempt_requested(&self) -> bool {
+        self.worker().preempt.load(Ordering::Relaxed)
+    }
+
+    fn next_rand(&self) -> u64 {
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.set(x);
+        x
+    }
+
+    /// Puts a woken process in the LIFO slot (normal priority) or the global
+    /// queue of its priority.
+    pub(crate) fn schedule_woken(&self, task: Task) {
+        if task.header().priority() != Priority::Normal {
+            self.shared.sched.inject(task);
+            return;
+        }
+        let prev = self.worker().lifo.swap(task.0.as_ptr(), Ordering::AcqRel);
+        if let Some(prev) = std::ptr::NonNull::new(prev) {
+            self.push_local(Task(prev));
+        }
+    }
+
+    /// Puts a new or yielding process at the back of the local queue.
+    pub(crate) fn push_local(&self, task: Task) {
+        if task.header().priority() != Priority::Normal {
+            self.shared.sched.inject(task);
+            return;
+        }
+        self.local.push(task);
+        if !self.spare {
+            self.shared.sched.notify_parked();
+        }
+    }
+
+    fn steal_injector(&self, prio: Priority) -> Option<Task> {
+        loop {
+            match self.shared.sched.injectors[prio as usize].steal_batch_and_pop(&self.local) {
+                Steal::Success(t) => return Some(t),
+                Steal::Retry => continue,
+                Steal::Empty => return None,
+            }
+        }
+    }
+
+    fn global_task(&self) -> Option<Task> {
+        let sched = &self.shared.sched;
+        sched
+            .pop_urgent()
+            .or_else(|| self.steal_injector(Priority::Normal))
+            .or_else(|| self.steal_injector(Priority::Low))
+    }
+
+    /// The next process to run from this thread's own queues and the global ones.
+    fn next_task(&self) -> Option<Task> {
+        let tick = self.tick.get() + 1;
+        self.tick.set(tick);
+        let w = self.worker();
+        if tick % GLOBAL_INTERVAL == 0 || w.preempt.load(Ordering::Relaxed) {
+            w.preempt.store(false, Ordering::Relaxed);
+            if let Some(t) = self.global_task() {
+                return Some(t);
+            }
+        }
+        if let Some(t) = self.shared.sched.pop_urgent() {
+            return Some(t);
+        }
+        if tick % 8 == 0 {
+            if let Some(t) = self.steal_injector(Priority::Low) {
+                return Some(t);
+            }
+        }
+        if let Some(t) = w.take_lifo() {
+            let streak = self.lifo_streak.get() + 1;
+            if streak <= LIFO_STREAK {
+                self.lifo_streak.set(streak);
+                return Some(t);
+            }
+            self.local.push(t);
+        }
+        self.lifo_streak.set(0);
+        self.local.pop().or_else(|| self.global_task())
+    }
+
+    /// Steals from another thread's queue.
+    fn steal(&self) -> Option<Task> {
+        let workers = &self.shared.sched.workers;
+        let n = workers.len();
+        let start = (self.next_rand() % n as u64) as usize;
+        for i in 0..n {
+            let victim = (start + i) % n;
+            if victim == self.index || !workers[victim].active.load(Ordering::Acquire) {
+                continue;
+            }
+            loop {
+                match workers[victim].stealer.steal_batch_and_pop(&self.local) {
+                    Steal::Success(t) => return Some(t),
+                    Steal::Retry => continue,
+                    Steal::Empty => break,
+                }
+            }
+        }
+        self.global_task()
+    }
+
+    /// The run loop of a regular scheduler thread.
+    pub(crate) fn run(&self) {
+        let _ctx = context::enter_core(self);
+        let sched = &self.shared.sched;
+        let mut guard = Some(crossbeam_epoch::pin());
+        let mut searching = false;
+        loop {
+            if let Some(task) = self.next_task() {
+                if searching {
+                    searching = false;
+                    if sched.idle.transition_worker_from_searching() {
+                        sched.notify_parked();
+                    }
+                }
+                self.run_task(task, &mut guard);
+                continue;
+            }
+            if sched.stopping.load(Ordering::Acquire) {
+                break;
+            }
+            if !searching {
+                searching = sched.idle.transition_worker_to_searching();
+            }
+            if let Some(task) = self.steal() {
+                if searching {
+                    searching = false;
+                    if sched.idle.transition_worker_from_searching() {
+                        sched.notify_parked();
+                    }
+                }
+                self.run_task(task, &mut guard);
+                continue;
+            }
+            if self.spare {
+                if !self.shared.any_stuck() {
+                    break;
+                }
+                drop(guard.take());
+                self.worker()
+                    .parker
+                    .park_timeout(std::time::Duration::from_millis(1));
+                guard = Some(crossbeam_epoch::pin());
+                continue;
+            }
+            // Park (unpinned, so the epoch can advance meanwhile).
+            drop(guard.take());
+            let last = sched
+                .idle
+                .transition_worker_to_parked(self.index, searching);
+            searching = false;
+            if last && sched.has_any_work() {
+                if sched.idle.unpark_worker_by_id(self.index) {
+                    guard = Some(crossbeam_epoch::pin());
+                    continue;
+                }
+                // Someone already woke us: we are counted as searching.
+                searching = true;
+                guard = Some(crossbeam_epoch::pin());
+                continue;
+            }
+            self.shared.sysmon_idle_changed();
+            loop {
+                self.worker().parker.park();
+                if sched.stopping.load(Ordering::Acquire) || !sched.idle.is_parked(self.index) {
+                    break;
+                }
+            }
+            if sched.stopping.load(Ordering::Acquire) && sched.idle.unpark_worker_by_id(self.index)
+            {
+                // Woken for shutdown while still listed as parked.
+            } else {
+                searching = true;
+            }
+            self.shared.sysmon_idle_changed();
+            guard = Some(crossbeam_epoch::pin());
+        }
+        if searching {
+            sched.idle.transition_worker_from_searching();
+        }
+        self.shared.table.return_cache(&mut self.slots.borrow_mut());
+    }
+
+    fn run_task(&self, task: Task, guard: &mut Option<crossbeam_epoch::Guard>) {
+        crate::process::run::run(task, self);
+        if self.tick.get() % REPIN_INTERVAL == 0 {
+            if let Some(g) = guard.as_mut() {
+                g.repin();
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: formatting, lints, unit, integration and
+# doc tests, and the loom models of the lock-free protocols.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== fmt"
+cargo fmt --all -- --check
+echo "== clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+echo "== tests"
+cargo test --workspace --release
+echo "== loom models"
+RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 \
+    cargo test -p beamish --lib --release --target-dir target/loom
