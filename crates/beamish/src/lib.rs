@@ -113,3 +113,8 @@ pub use crate::{
     timer::{Sleep, TimerRef, cancel_timer, send_after, sleep},
     yielding::{LongSchedule, Reduce, YieldNow, reduce, subscribe_long_schedule, yield_now},
 };
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
