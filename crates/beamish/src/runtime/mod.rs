@@ -117,6 +117,8 @@ pub(crate) struct Config {
     pub(crate) shutdown_timeout: Duration,
     /// Prefix of thread names.
     pub(crate) thread_name: String,
+    /// Seed of the scheduler's randomness (victim selection when stealing).
+    pub(crate) seed: Option<u64>,
 }
 
 /// Configures and builds a [`Runtime`].
@@ -152,6 +154,7 @@ impl Builder {
                 long_schedule: Duration::from_millis(10),
                 shutdown_timeout: Duration::from_secs(5),
                 thread_name: "beamish".into(),
+                seed: None,
             },
         }
     }
@@ -187,6 +190,15 @@ impl Builder {
     /// Prefix of the runtime's thread names (default `beamish`).
     pub fn thread_name(mut self, name: impl Into<String>) -> Builder {
         self.config.thread_name = name.into();
+        self
+    }
+
+    /// Seeds the scheduler's randomness (which thread to steal from first).
+    /// Every source of scheduling randomness draws from this seed, so a
+    /// run can be repeated with the same choices (default: a seed that
+    /// differs per runtime).
+    pub fn seed(mut self, seed: u64) -> Builder {
+        self.config.seed = Some(seed);
         self
     }
 
@@ -436,7 +448,9 @@ impl Runtime {
         let shared = Arc::new_cyclic(|this| Shared {
             id: 0,
             instance,
-            seed: instance.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0x9E37_79B9_7F4A_7C15,
+            seed: config
+                .seed
+                .unwrap_or(instance.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0x9E37_79B9_7F4A_7C15),
             config: config.clone(),
             table: Table::new(0, instance),
             sched: Scheduler::new(workers, num_workers),
@@ -514,7 +528,8 @@ impl Runtime {
     }
 
     /// Runs `future` as a process (the root process) and blocks the calling
-    /// thread until it finishes. Returns its output, or the reason it ended
+    /// thread until it finishes. Call it from outside the runtime's own
+    /// processes (blocking a scheduler thread on itself can deadlock). Returns its output, or the reason it ended
     /// without finishing (a panic, an exit signal, [`crate::exit`]).
     ///
     /// ```

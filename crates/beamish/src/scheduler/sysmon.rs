@@ -194,7 +194,8 @@ fn take_over(shared: &Shared, index: usize) {
     }
 }
 
-/// Asks the thread whose current poll is oldest to yield.
+/// Asks the thread whose current poll is oldest to yield. A thread stuck in
+/// a process that never awaits cannot yield, so it is skipped.
 fn preempt_longest(shared: &Shared, samples: &[Sample]) {
     let sched = &shared.sched;
     let oldest = sched
@@ -202,7 +203,9 @@ fn preempt_longest(shared: &Shared, samples: &[Sample]) {
         .iter()
         .enumerate()
         .filter(|(_, w)| {
-            w.active.load(Ordering::Acquire) && w.ticks.load(Ordering::Relaxed) & 1 == 1
+            w.active.load(Ordering::Acquire)
+                && !w.stuck.load(Ordering::Acquire)
+                && w.ticks.load(Ordering::Relaxed) & 1 == 1
         })
         .min_by_key(|(i, _)| samples[*i].since);
     if let Some((_, w)) = oldest {

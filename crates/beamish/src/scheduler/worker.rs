@@ -114,8 +114,12 @@ impl Core {
     }
 
     fn steal_injector(&self, prio: Priority) -> Option<Task> {
+        let q = &self.shared.sched.injectors[prio as usize];
+        if q.is_empty() {
+            return None;
+        }
         loop {
-            match self.shared.sched.injectors[prio as usize].steal_batch_and_pop(&self.local) {
+            match q.steal_batch_and_pop(&self.local) {
                 Steal::Success(t) => return Some(t),
                 Steal::Retry => continue,
                 Steal::Empty => return None,
@@ -217,6 +221,12 @@ impl Core {
                 continue;
             }
             if self.spare {
+                if searching {
+                    // A napping spare must not count as searching, or
+                    // producers would not wake the regular threads.
+                    searching = false;
+                    sched.idle.transition_worker_from_searching();
+                }
                 if !self.shared.any_stuck() {
                     break;
                 }
