@@ -545,12 +545,11 @@ pub fn main(opts: BenchOpts) -> ExitCode {
             failed |= !out.ok;
             lines.push(out.ok.then(|| Line::parse(&out.line)).flatten());
         }
-        if let [Some(b), Some(t)] = lines.as_slice() {
-            if let Some(ratio) = ratio_line(b, t) {
-                if emit(&ratio).is_err() {
-                    return ExitCode::FAILURE;
-                }
-            }
+        if let [Some(b), Some(t)] = lines.as_slice()
+            && let Some(ratio) = ratio_line(b, t)
+            && emit(&ratio).is_err()
+        {
+            return ExitCode::FAILURE;
         }
     }
     if failed {
@@ -596,7 +595,7 @@ fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push('_');
         }
         out.push(c);

@@ -2,11 +2,9 @@
 
 use std::sync::Arc;
 
-use parking_lot::{Condvar, Mutex};
-
 use super::state::{DONE, RUNNING, SCHEDULED};
 use super::{Header, Local, Priority};
-use crate::runtime::{Shared, context, current_shared};
+use crate::runtime::{OneShot, Shared, context, current_shared};
 use crate::signal::{self, Signal};
 use crate::{Pid, Ref};
 
@@ -177,24 +175,14 @@ fn status_now(shared: &Shared, pid: Pid) -> Option<Status> {
 /// `process_info` from a thread outside the runtime.
 pub(crate) fn request_blocking(shared: &Shared, pid: Pid) -> Option<ProcessInfo> {
     let status = status_now(shared, pid)?;
-    let slot: Arc<(Mutex<Option<Option<ProcessInfo>>>, Condvar)> =
-        Arc::new((Mutex::new(None), Condvar::new()));
+    let slot = Arc::new(OneShot::new());
     let answer = slot.clone();
-    let reply = Box::new(move |info: Option<ProcessInfo>| {
-        *answer.0.lock() = Some(info);
-        answer.1.notify_all();
-    });
+    let reply = Box::new(move |info: Option<ProcessInfo>| answer.set(info));
     signal::send(pid, Signal::Info(reply)).ok()?;
-    let mut g = slot.0.lock();
-    loop {
-        if let Some(info) = g.take() {
-            return info.map(|mut i| {
-                i.status = status;
-                i
-            });
-        }
-        slot.1.wait(&mut g);
-    }
+    slot.wait().map(|mut i| {
+        i.status = status;
+        i
+    })
 }
 
 /// Every live process of the caller's runtime.

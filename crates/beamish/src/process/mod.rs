@@ -110,6 +110,9 @@ pub(crate) struct Local {
     pub(crate) ext: Option<Box<Ext>>,
 }
 
+/// A callback run with a process's exit reason as it ends.
+pub(crate) type ExitHook = Box<dyn FnOnce(&Reason) + Send>;
+
 /// Links, monitors and exit bookkeeping: most processes never need them, so
 /// they cost one pointer until used.
 #[derive(Default)]
@@ -123,7 +126,7 @@ pub(crate) struct Ext {
     /// Set when the process must end at its next scheduling point.
     pub(crate) exiting: Option<Reason>,
     /// Called with the exit reason when the process ends (used by `block_on`).
-    pub(crate) exit_hook: Option<Box<dyn FnOnce(&Reason) + Send>>,
+    pub(crate) exit_hook: Option<ExitHook>,
 }
 
 impl Local {

@@ -13,8 +13,8 @@
 //!    process's thread; a panicking destructor is contained);
 //! 3. answer the signals that came too late: a link request gets our exit
 //!    reason, a monitor request a `Down`, an info request "no such process";
-//! 4. send exit signals to links, `Down` to monitors, and drop our own
-//!    monitors on others; unregister the name;
+//! 4. unregister the name; send exit signals to links, `Down` to monitors,
+//!    and drop our own monitors on others;
 //! 5. mark the state DONE, clear the table slot and recycle it, and drop the
 //!    run queue's and the table's references.
 
@@ -137,7 +137,12 @@ fn terminate(task: Task, reason: Reason, core: &Core) {
         }
     }
 
-    // 4. Links, monitors, name.
+    // 4. The name first (as ERTS does), so whoever learns of the exit from
+    // a link or monitor finds the name free; then links and monitors.
+    let shared = h.shared();
+    if h.flags.load(Ordering::SeqCst) & flags::HAS_NAME != 0 {
+        shared.registry.unregister_pid(me);
+    }
     if let Some(mut ext) = ext {
         for pid in ext.links.drain() {
             let _ = signal::send(
@@ -162,15 +167,11 @@ fn terminate(task: Task, reason: Reason, core: &Core) {
         for (monitor, target) in ext.monitors.drain() {
             let _ = signal::send(target, Signal::Demonitor { monitor });
         }
-        if let Some(hook) = ext.exit_hook.take() {
-            if catch_unwind(AssertUnwindSafe(|| hook(&reason))).is_err() {
-                tracing::debug!(pid = %me, "an exit hook panicked");
-            }
+        if let Some(hook) = ext.exit_hook.take()
+            && catch_unwind(AssertUnwindSafe(|| hook(&reason))).is_err()
+        {
+            tracing::debug!(pid = %me, "an exit hook panicked");
         }
-    }
-    let shared = h.shared();
-    if h.flags.load(Ordering::SeqCst) & flags::HAS_NAME != 0 {
-        shared.registry.unregister_pid(me);
     }
 
     // 5. Gone.

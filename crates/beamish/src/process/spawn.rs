@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::raw::Cell;
 use super::state::State;
-use super::{Header, Local, Priority, Task, flags};
+use super::{ExitHook, Header, Local, Priority, Task, flags};
 use crate::loom::atomic::{AtomicU8, AtomicU64, Ordering};
 use crate::mailbox::inbound::Inbound;
 use crate::runtime::{Shared, context, current_shared};
@@ -36,7 +36,7 @@ pub struct SpawnOptions {
     trap_exit: bool,
     name: Option<Arc<str>>,
     priority: Priority,
-    exit_hook: Option<Box<dyn FnOnce(&Reason) + Send>>,
+    exit_hook: Option<ExitHook>,
 }
 
 /// What [`SpawnOptions::spawn`] returns.
@@ -85,7 +85,7 @@ impl SpawnOptions {
         self
     }
 
-    pub(crate) fn exit_hook(mut self, hook: Box<dyn FnOnce(&Reason) + Send>) -> SpawnOptions {
+    pub(crate) fn exit_hook(mut self, hook: ExitHook) -> SpawnOptions {
         self.exit_hook = Some(hook);
         self
     }

@@ -58,7 +58,7 @@ pub(crate) struct State(AtomicUsize);
 impl State {
     /// A new process: SCHEDULED, with `refs` references (the table's and the run queue's).
     pub(crate) fn new_scheduled(refs: usize) -> State {
-        State(AtomicUsize::new(SCHEDULED | refs * REF_ONE))
+        State(AtomicUsize::new(SCHEDULED | (refs * REF_ONE)))
     }
 
     /// The flag bits, for introspection.

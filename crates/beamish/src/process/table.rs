@@ -121,10 +121,10 @@ impl Table {
 
     /// Reserves a pid for a new process.
     pub(crate) fn alloc(&self, cache: &mut SlotCache) -> Result<Pid, Error> {
-        if cache.free.len() > REUSE_DEPTH {
-            if let Some(pid) = cache.free.pop_front() {
-                return Ok(pid);
-            }
+        if cache.free.len() > REUSE_DEPTH
+            && let Some(pid) = cache.free.pop_front()
+        {
+            return Ok(pid);
         }
         if let Some(pid) = cache.ready.pop() {
             return Ok(pid);

@@ -52,7 +52,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 static INSTANCES: AtomicU64 = AtomicU64::new(1);
 
 /// The live runtime with this id.
-pub(crate) fn lookup<'g>(id: u8, _guard: &'g Guard) -> Option<&'g Shared> {
+pub(crate) fn lookup(id: u8, _guard: &Guard) -> Option<&Shared> {
     // SAFETY: a runtime's `Shared` is freed through the epoch after its id
     // was cleared, so it outlives the guard.
     unsafe { RUNTIMES[id as usize].load(Ordering::Acquire).as_ref() }
@@ -90,10 +90,10 @@ pub(crate) fn current_shared<'a>(what: &str) -> &'a Shared {
 
 /// Sends a node to a pid of any runtime of this OS process.
 pub(crate) fn deliver(to: Pid, node: NodeBox) -> Result<(), NodeBox> {
-    if let Some(core) = context::core() {
-        if core.shared.id == to.runtime() {
-            return core.shared.deliver(to, node);
-        }
+    if let Some(core) = context::core()
+        && core.shared.id == to.runtime()
+    {
+        return core.shared.deliver(to, node);
     }
     let guard = crossbeam_epoch::pin();
     match lookup(to.runtime(), &guard) {
@@ -389,11 +389,7 @@ pub struct Runtime {
     sysmon: Option<JoinHandle<()>>,
     /// The IO reactor's runtime and its thread.
     #[cfg(feature = "tokio")]
-    io: Option<(
-        tokio::runtime::Runtime,
-        tokio::sync::oneshot::Sender<()>,
-        JoinHandle<()>,
-    )>,
+    io: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
     /// Shut down already.
     done: bool,
 }
@@ -416,20 +412,25 @@ impl Runtime {
         if config.worker_threads + config.max_spare_threads > 256 {
             return Err(Error::Config("at most 256 scheduler threads".into()));
         }
+        // The tokio reactor lives on its own thread: only the thread that
+        // runs a current-thread runtime's `block_on` drives its IO and timer
+        // drivers, so the runtime moves into that thread and the scheduler
+        // threads enter its handle.
         #[cfg(feature = "tokio")]
-        let (io_rt, io_stop, io_thread) = {
+        let (io_handle, io_stop, io_thread) = {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             let handle = rt.handle().clone();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             let name = format!("{}-io", config.thread_name);
             let thread = std::thread::Builder::new().name(name).spawn(move || {
-                handle.block_on(async {
+                rt.block_on(async {
                     let _ = rx.await;
                 });
+                rt.shutdown_background();
             })?;
-            (rt, tx, thread)
+            (handle, tx, thread)
         };
 
         let total = config.worker_threads + config.max_spare_threads;
@@ -466,7 +467,7 @@ impl Runtime {
             spare_threads: Mutex::new(Vec::new()),
             this: this.clone(),
             #[cfg(feature = "tokio")]
-            io: io_rt.handle().clone(),
+            io: io_handle,
         });
         // The id is known only once the Arc exists; fix it up before any
         // other thread can see the runtime.
@@ -515,7 +516,7 @@ impl Runtime {
             workers: threads,
             sysmon: Some(sys),
             #[cfg(feature = "tokio")]
-            io: Some((io_rt, io_stop, io_thread)),
+            io: Some((io_stop, io_thread)),
             done: false,
         })
     }
@@ -610,10 +611,9 @@ impl Runtime {
         }
         shared.timers.clear();
         #[cfg(feature = "tokio")]
-        if let Some((rt, stop, thread)) = self.io.take() {
+        if let Some((stop, thread)) = self.io.take() {
             let _ = stop.send(());
             let _ = thread.join();
-            rt.shutdown_background();
         }
         // Free the id; the RUNTIMES reference is dropped once no thread can
         // still be reading it.
@@ -717,34 +717,65 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let slot: Arc<(Mutex<Option<Result<F::Output, Reason>>>, Condvar)> =
-            Arc::new((Mutex::new(None), Condvar::new()));
+        let slot = Arc::new(OneShot::new());
         let on_exit = slot.clone();
         let on_done = slot.clone();
         let root = async move {
             let out = future.await;
-            *on_done.0.lock() = Some(Ok(out));
-            on_done.1.notify_all();
+            on_done.set(Ok(out));
         };
-        let hook = Box::new(move |reason: &Reason| {
-            let mut g = on_exit.0.lock();
-            if g.is_none() {
-                *g = Some(Err(reason.clone()));
-            }
-            on_exit.1.notify_all();
-        });
+        // Runs after the root's own `set` when it finished: then it finds
+        // the value taken or present and leaves it alone.
+        let hook = Box::new(move |reason: &Reason| on_exit.set_if_empty(Err(reason.clone())));
         let spawned = crate::SpawnOptions::new()
             .exit_hook(hook)
             .spawn_on(&self.shared, root);
         if spawned.is_err() {
             return Err(Reason::Shutdown);
         }
-        let mut g = slot.0.lock();
+        slot.wait()
+    }
+}
+
+/// A value handed from a process to a thread outside the runtime.
+pub(crate) struct OneShot<T> {
+    /// The value, once set (`Some(None)`: taken already).
+    value: Mutex<Option<Option<T>>>,
+    /// Signalled when the value is set.
+    ready: Condvar,
+}
+
+impl<T> OneShot<T> {
+    pub(crate) fn new() -> OneShot<T> {
+        OneShot {
+            value: Mutex::new(None),
+            ready: Condvar::new(),
+        }
+    }
+
+    /// Sets the value (replacing one not yet taken).
+    pub(crate) fn set(&self, v: T) {
+        *self.value.lock() = Some(Some(v));
+        self.ready.notify_all();
+    }
+
+    /// Sets the value unless one was set before.
+    pub(crate) fn set_if_empty(&self, v: T) {
+        let mut g = self.value.lock();
+        if g.is_none() {
+            *g = Some(Some(v));
+            self.ready.notify_all();
+        }
+    }
+
+    /// Blocks until the value is set, and takes it.
+    pub(crate) fn wait(&self) -> T {
+        let mut g = self.value.lock();
         loop {
-            if let Some(r) = g.take() {
-                return r;
+            if let Some(v) = g.as_mut().and_then(Option::take) {
+                return v;
             }
-            slot.1.wait(&mut g);
+            self.ready.wait(&mut g);
         }
     }
 }

@@ -140,7 +140,7 @@ impl Core {
         let tick = self.tick.get() + 1;
         self.tick.set(tick);
         let w = self.worker();
-        if tick % GLOBAL_INTERVAL == 0 || w.preempt.load(Ordering::Relaxed) {
+        if tick.is_multiple_of(GLOBAL_INTERVAL) || w.preempt.load(Ordering::Relaxed) {
             w.preempt.store(false, Ordering::Relaxed);
             if let Some(t) = self.global_task() {
                 return Some(t);
@@ -149,10 +149,10 @@ impl Core {
         if let Some(t) = self.shared.sched.pop_urgent() {
             return Some(t);
         }
-        if tick % 8 == 0 {
-            if let Some(t) = self.steal_injector(Priority::Low) {
-                return Some(t);
-            }
+        if tick.is_multiple_of(8)
+            && let Some(t) = self.steal_injector(Priority::Low)
+        {
+            return Some(t);
         }
         if let Some(t) = w.take_lifo() {
             let streak = self.lifo_streak.get() + 1;
@@ -277,10 +277,10 @@ impl Core {
 
     fn run_task(&self, task: Task, guard: &mut Option<crossbeam_epoch::Guard>) {
         crate::process::run::run(task, self);
-        if self.tick.get() % REPIN_INTERVAL == 0 {
-            if let Some(g) = guard.as_mut() {
-                g.repin();
-            }
+        if self.tick.get().is_multiple_of(REPIN_INTERVAL)
+            && let Some(g) = guard.as_mut()
+        {
+            g.repin();
         }
     }
 }

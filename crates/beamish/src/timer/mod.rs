@@ -18,7 +18,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::Pid;
-use crate::mailbox::node::NodeBox;
+use crate::mailbox::node::{NodeBox, drop_quietly};
 use crate::runtime::current_shared;
 use crate::runtime::{self, Shared};
 use wheel::{TimerKey, Wheel};
@@ -71,7 +71,11 @@ impl Timers {
             match action {
                 Action::Wake(w) => w.wake(),
                 Action::Send { to, node } => {
-                    let _ = shared.deliver(to, node);
+                    if let Err(node) = shared.deliver(to, node) {
+                        // A dead addressee: the message goes, and a panic in
+                        // its destructor must not end the monitor thread.
+                        drop_quietly(node);
+                    }
                 }
             }
         }
@@ -80,8 +84,15 @@ impl Timers {
 
     /// Drops every pending timer (shutdown).
     pub(crate) fn clear(&self) {
-        let mut wheel = self.wheel.lock();
-        wheel.advance(u64::MAX, |_, _, _| {});
+        let mut pending = Vec::new();
+        self.wheel
+            .lock()
+            .advance(u64::MAX, |_, _, action| pending.push(action));
+        for action in pending {
+            if let Action::Send { node, .. } = action {
+                drop_quietly(node);
+            }
+        }
     }
 }
 
@@ -134,10 +145,10 @@ impl Deadline {
     pub(crate) fn cancel(&mut self) {
         if let Some(reg) = self.key.take() {
             let guard = crossbeam_epoch::pin();
-            if let Some(rt) = runtime::lookup(reg.runtime, &guard) {
-                if rt.instance == reg.instance {
-                    rt.timers.cancel(reg.key);
-                }
+            if let Some(rt) = runtime::lookup(reg.runtime, &guard)
+                && rt.instance == reg.instance
+            {
+                rt.timers.cancel(reg.key);
             }
         }
     }
@@ -252,7 +263,7 @@ pub fn cancel_timer(timer: TimerRef) -> Option<Duration> {
     let now = shared.clock.now();
     match action {
         Action::Send { node, .. } => {
-            crate::mailbox::node::drop_quietly(node);
+            drop_quietly(node);
         }
         Action::Wake(w) => drop(w),
     }

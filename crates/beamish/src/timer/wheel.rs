@@ -1246,7 +1246,7 @@ mod tests {
             3 => now.saturating_add(amount % (1 << 52)),
             4 => earliest.unwrap_or(now).saturating_sub(amount % 2),
             5 => now.saturating_sub(amount % 10_000),
-            _ if amount % 8 == 0 => u64::MAX,
+            _ if amount.is_multiple_of(8) => u64::MAX,
             _ => now.saturating_add(amount % 1_000),
         }
     }
