@@ -186,18 +186,19 @@ pub fn demonitor(monitor: Ref) -> bool {
 
 /// Drops a monitor and removes its `Down` message if one arrived, like
 /// `erlang:demonitor(Ref, [flush])`. Returns `true` if the monitor was
-/// active.
+/// active or its `Down` was removed (Erlang returns `true`), `false` for a
+/// reference that names no monitor of the caller.
 pub fn demonitor_flush(monitor: Ref) -> bool {
     let Some((h, _)) = try_current() else {
         return false;
     };
     let was = demonitor(monitor);
     crate::mailbox::drain(h);
-    crate::mailbox::remove_first(h, |node| {
+    let flushed = crate::mailbox::remove_first(h, |node| {
         node.downcast_ref::<Down>()
             .is_some_and(|d| d.monitor == monitor)
     });
-    was
+    was || flushed.is_some()
 }
 
 /// Ends the calling process with `reason`, like Erlang's `exit(Reason)`.
