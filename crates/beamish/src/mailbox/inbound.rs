@@ -19,7 +19,7 @@
 
 use std::ptr::{self, NonNull};
 
-use super::node::{Header, NodeBox};
+use super::node::{Header, Kind, NodeBox};
 use crate::loom::atomic::{AtomicPtr, Ordering};
 
 /// Marks a closed inbound queue. Never a real node: nodes are 8-aligned.
@@ -122,27 +122,63 @@ impl Drop for Inbound {
 
 /// A list of owned nodes in arrival order.
 pub(crate) struct Chain {
+    /// Oldest node.
     first: *mut Header,
+    /// Newest node.
+    last: *mut Header,
+    /// Number of nodes.
+    len: u32,
+    /// Whether any node is a signal (if none, the whole chain can be
+    /// spliced onto a message queue without looking at each node again).
+    has_signals: bool,
 }
 
 impl Chain {
     fn empty() -> Chain {
         Chain {
             first: ptr::null_mut(),
+            last: ptr::null_mut(),
+            len: 0,
+            has_signals: false,
         }
     }
 
-    /// Reverses a newest-first stack into an oldest-first chain.
+    /// Reverses a newest-first stack into an oldest-first chain, noting in
+    /// the same pass whether it holds signals.
     fn reversed(mut top: *mut Header) -> Chain {
+        let last = top;
         let mut first = ptr::null_mut();
+        let mut len = 0;
+        let mut has_signals = false;
         while !top.is_null() {
             // SAFETY: the swap gave us exclusive ownership of every node.
-            let next = unsafe { (*top).next };
-            unsafe { (*top).next = first };
-            first = top;
-            top = next;
+            unsafe {
+                let next = (*top).next;
+                has_signals |= (*top).vtable.kind == Kind::Signal;
+                (*top).next = first;
+                first = top;
+                top = next;
+            }
+            len += 1;
         }
-        Chain { first }
+        Chain {
+            first,
+            last,
+            len,
+            has_signals,
+        }
+    }
+
+    /// True if the chain holds only messages.
+    pub(crate) fn only_messages(&self) -> bool {
+        !self.has_signals
+    }
+
+    /// Gives up the nodes as `(first, last, len)`, linked oldest first.
+    pub(crate) fn into_raw_parts(self) -> (*mut Header, *mut Header, u32) {
+        let parts = (self.first, self.last, self.len);
+        std::mem::forget(self);
+        parts
     }
 }
 
@@ -151,6 +187,7 @@ impl Iterator for Chain {
 
     fn next(&mut self) -> Option<NodeBox> {
         let node = NonNull::new(self.first)?;
+        self.len -= 1;
         // SAFETY: we own the chain; unlink the node before handing it out.
         unsafe {
             self.first = (*node.as_ptr()).next;

@@ -30,6 +30,10 @@ pub(crate) fn drain(h: &Header) -> usize {
     // Local` is alive while this runs.
     let local = unsafe { &mut *h.local.get() };
     let before = local.queue.len();
+    if chain.only_messages() {
+        local.queue.append_chain(chain);
+        return local.queue.len() - before;
+    }
     for node in chain {
         match node.kind() {
             Kind::Message => local.queue.push_back(node),

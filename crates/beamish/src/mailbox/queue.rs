@@ -10,9 +10,11 @@
 //! * the **save** cursor remembers the last message a blocked receive has
 //!   already looked at, so when it is woken it examines only new messages
 //!   (Erlang's save pointer);
-//! * the **mark** cursor is set by [`crate::mark`] just before a request is
-//!   sent; a receive that waits for the reply starts after it, so a call stays
-//!   O(1) however long the queue is (Erlang's receive-marker optimisation).
+//! * **mark** cursors are set by [`crate::mark`] just before a request is
+//!   sent; a receive that waits for the reply starts after its mark, so a
+//!   call stays O(1) however long the queue is (Erlang's receive-marker
+//!   optimisation). The [`MAX_MARKS`] newest marks are kept; a receive after
+//!   an older one scans from the start.
 //!
 //! A cursor points at the node *before* where scanning resumes (null: the
 //! start). When a node that a cursor points at is unlinked, the cursor moves
@@ -21,6 +23,10 @@
 use std::ptr::{self, NonNull};
 
 use super::node::{Header, NodeBox};
+
+/// Marks kept per process (a call takes one and uses it at once; more than
+/// a few outstanding marks means nested or abandoned requests).
+pub(crate) const MAX_MARKS: usize = 64;
 
 /// A cursor owned by one receive (or one mark).
 #[derive(Clone, Copy)]
@@ -48,8 +54,8 @@ pub(crate) struct Queue {
     len: u32,
     /// Scan position of the receive that last blocked.
     pub(crate) save: Cursor,
-    /// Position set by the latest `mark()`.
-    pub(crate) mark: Cursor,
+    /// Positions set by `mark()`, oldest first.
+    marks: Vec<Cursor>,
 }
 
 impl Queue {
@@ -59,7 +65,7 @@ impl Queue {
             tail: ptr::null_mut(),
             len: 0,
             save: Cursor::NONE,
-            mark: Cursor::NONE,
+            marks: Vec::new(),
         }
     }
 
@@ -67,9 +73,25 @@ impl Queue {
         self.len as usize
     }
 
-    /// The newest node (null if empty).
-    pub(crate) fn tail(&self) -> *mut Header {
-        self.tail
+
+    /// Marks the current end of the queue for `owner`.
+    pub(crate) fn add_mark(&mut self, owner: u64) {
+        if self.marks.len() == MAX_MARKS {
+            self.marks.remove(0);
+        }
+        self.marks.push(Cursor {
+            owner,
+            after: self.tail,
+        });
+    }
+
+    /// Where scanning after the mark `owner` starts, if that mark is kept.
+    pub(crate) fn mark_position(&self, owner: u64) -> Option<*mut Header> {
+        self.marks
+            .iter()
+            .rev()
+            .find(|c| c.owner == owner)
+            .map(|c| c.after)
     }
 
     /// Appends a message.
@@ -86,6 +108,22 @@ impl Queue {
         }
         self.tail = raw;
         self.len += 1;
+    }
+
+    /// Appends a chain of messages in one step.
+    pub(crate) fn append_chain(&mut self, chain: super::inbound::Chain) {
+        let (first, last, len) = chain.into_raw_parts();
+        if first.is_null() {
+            return;
+        }
+        if self.tail.is_null() {
+            self.head = first;
+        } else {
+            // SAFETY: `tail` is a live node of this queue.
+            unsafe { (*self.tail).next = first };
+        }
+        self.tail = last;
+        self.len += len;
     }
 
     /// The node after `after` (or the first node when `after` is null).
@@ -116,7 +154,7 @@ impl Queue {
             }
             (*node).next = ptr::null_mut();
         }
-        for cursor in [&mut self.save, &mut self.mark] {
+        for cursor in std::iter::once(&mut self.save).chain(self.marks.iter_mut()) {
             if cursor.after == node {
                 cursor.after = prev;
             }
@@ -132,7 +170,7 @@ impl Queue {
         self.tail = ptr::null_mut();
         self.len = 0;
         self.save = Cursor::NONE;
-        self.mark = Cursor::NONE;
+        self.marks.clear();
         std::iter::from_fn(move || {
             let node = NonNull::new(cur)?;
             // SAFETY: we took the whole list; each node is unlinked before use.
@@ -189,13 +227,12 @@ mod tests {
         }
         let first = q.next_after(ptr::null_mut());
         let second = q.next_after(first);
-        q.mark = Cursor {
-            owner: 1,
-            after: second,
-        };
+        q.tail = second;
+        q.add_mark(1);
+        q.tail = q.next_after(q.next_after(second));
         let n = q.unlink(first, second);
         assert_eq!(n.downcast::<u32>().unwrap(), 1);
-        assert_eq!(q.mark.after, first, "mark moved to the predecessor");
+        assert_eq!(q.mark_position(1), Some(first), "mark moved to the predecessor");
         assert_eq!(values(&q), [0, 2, 3]);
         let last = q.tail();
         let before_last = q.next_after(first);

@@ -85,7 +85,9 @@ pub struct Mark(u64);
 /// Marks the current end of the mailbox. Take a mark just before sending a
 /// request, then receive the reply with [`Receive::after_mark`]: the receive
 /// skips every older message, so waiting for a reply costs the same however
-/// long the mailbox is (Erlang's receive-marker optimisation).
+/// long the mailbox is (Erlang's receive-marker optimisation). A process
+/// keeps its 64 newest marks; a receive after an older mark looks at the
+/// whole mailbox.
 ///
 /// ```
 /// # let rt = beamish::Runtime::new().unwrap();
@@ -110,10 +112,7 @@ pub fn mark() -> Mark {
     let id = crate::reference::next_id();
     // SAFETY: as in `drain`; no other `&mut Local` is alive.
     let local = unsafe { &mut *h.local.get() };
-    local.queue.mark = Cursor {
-        owner: id,
-        after: local.queue.tail(),
-    };
+    local.queue.add_mark(id);
     Mark(id)
 }
 
@@ -243,8 +242,8 @@ impl<M: Matcher> Receive<M> {
         let queue = unsafe { &mut (*h.local.get()).queue };
         let mut prev = if queue.save.owner == self.id {
             queue.save.after
-        } else if self.mark.is_some_and(|m| queue.mark.owner == m.0) {
-            queue.mark.after
+        } else if let Some(at) = self.mark.and_then(|m| queue.mark_position(m.0)) {
+            at
         } else {
             ptr::null_mut()
         };
