@@ -73,7 +73,6 @@ impl Queue {
         self.len as usize
     }
 
-
     /// Marks the current end of the queue for `owner`.
     pub(crate) fn add_mark(&mut self, owner: u64) {
         if self.marks.len() == MAX_MARKS {
@@ -232,9 +231,13 @@ mod tests {
         q.tail = q.next_after(q.next_after(second));
         let n = q.unlink(first, second);
         assert_eq!(n.downcast::<u32>().unwrap(), 1);
-        assert_eq!(q.mark_position(1), Some(first), "mark moved to the predecessor");
+        assert_eq!(
+            q.mark_position(1),
+            Some(first),
+            "mark moved to the predecessor"
+        );
         assert_eq!(values(&q), [0, 2, 3]);
-        let last = q.tail();
+        let last = q.tail;
         let before_last = q.next_after(first);
         q.unlink(before_last, last);
         assert_eq!(values(&q), [0, 2]);
