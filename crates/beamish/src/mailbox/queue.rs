@@ -13,8 +13,10 @@
 //! * **mark** cursors are set by [`crate::mark`] just before a request is
 //!   sent; a receive that waits for the reply starts after its mark, so a
 //!   call stays O(1) however long the queue is (Erlang's receive-marker
-//!   optimisation). The [`MAX_MARKS`] newest marks are kept; a receive after
-//!   an older one scans from the start.
+//!   optimisation). A mark that falls back to the start of the queue (all
+//!   older messages are gone) is dropped, since "from the start" is what a
+//!   receive with an unknown mark does; of the rest, the [`MAX_MARKS`] newest
+//!   are kept, and a receive after an older one scans from the start.
 //!
 //! A cursor points at the node *before* where scanning resumes (null: the
 //! start). When a node that a cursor points at is unlinked, the cursor moves
@@ -73,8 +75,13 @@ impl Queue {
         self.len as usize
     }
 
-    /// Marks the current end of the queue for `owner`.
+    /// Marks the current end of the queue for `owner`. A mark on an empty
+    /// queue means "from the first message", which is where a receive with
+    /// an unknown mark starts anyway: it is not stored.
     pub(crate) fn add_mark(&mut self, owner: u64) {
+        if self.tail.is_null() {
+            return;
+        }
         if self.marks.len() == MAX_MARKS {
             self.marks.remove(0);
         }
@@ -157,6 +164,10 @@ impl Queue {
             if cursor.after == node {
                 cursor.after = prev;
             }
+        }
+        if prev.is_null() {
+            // A mark before the first message is no mark at all.
+            self.marks.retain(|m| !m.after.is_null());
         }
         self.len -= 1;
         // SAFETY: the node is now unlinked and owned by nobody else.

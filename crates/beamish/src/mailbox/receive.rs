@@ -78,7 +78,8 @@ impl<F: FnMut(&Message) -> bool> Matcher for ByMessage<F> {
 }
 
 /// A position in the mailbox, from [`mark`]: a receive started with
-/// [`Receive::after_mark`] looks only at messages that arrived after it.
+/// [`Receive::after_mark`] looks only at messages that arrived after it
+/// (see [`mark`] for the one limit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mark(u64);
 
@@ -86,8 +87,8 @@ pub struct Mark(u64);
 /// request, then receive the reply with [`Receive::after_mark`]: the receive
 /// skips every older message, so waiting for a reply costs the same however
 /// long the mailbox is (Erlang's receive-marker optimisation). A process
-/// keeps its 64 newest marks; a receive after an older mark looks at the
-/// whole mailbox.
+/// keeps its 64 newest marks taken while older messages were waiting; a
+/// receive after a mark older than those looks at the whole mailbox.
 ///
 /// ```
 /// # let rt = beamish::Runtime::new().unwrap();

@@ -153,7 +153,8 @@ fn request(pid: Pid) -> Request {
         // SAFETY: as above; short borrow.
         return Request::Own(Box::new(snapshot(h, unsafe { &*h.local.get() })));
     }
-    let Some(status) = status_now(current_shared("process_info"), pid) else {
+    // The process may belong to another runtime of this OS process.
+    let Some(status) = status_anywhere(pid) else {
         return Request::Dead;
     };
     let mark = crate::mark();
@@ -164,6 +165,13 @@ fn request(pid: Pid) -> Request {
         Ok(()) => Request::Sent { status, mark, tag },
         Err(_) => Request::Dead,
     }
+}
+
+fn status_anywhere(pid: Pid) -> Option<Status> {
+    let guard = crossbeam_epoch::pin();
+    let shared = crate::runtime::lookup(pid.runtime(), &guard)?;
+    let h = shared.table.get(pid, &guard)?;
+    Some(status_of(h.state.load()))
 }
 
 fn status_now(shared: &Shared, pid: Pid) -> Option<Status> {

@@ -93,7 +93,8 @@ pub(crate) fn expect_current(what: &str) -> NonNull<Header> {
 
 /// Spends `n` reductions.
 pub(crate) fn consume(n: u32) {
-    let _ = CONTEXT.try_with(|c| c.budget.set(c.budget.get().saturating_sub(n as i32)));
+    let n = i32::try_from(n).unwrap_or(i32::MAX);
+    let _ = CONTEXT.try_with(|c| c.budget.set(c.budget.get().saturating_sub(n)));
 }
 
 /// True when the running process should yield at its next await point:

@@ -60,9 +60,12 @@ impl SysmonWake {
         }
     }
 
-    /// Wakes the monitor if it would otherwise sleep past `deadline`.
+    /// Wakes the monitor if it would otherwise sleep past `deadline`. While
+    /// it is awake (`sleeping_until` is 0) it may already have read the
+    /// next deadline, so it is told to look again before it sleeps.
     pub(crate) fn wake_before(&self, deadline: u64) {
-        if deadline < self.sleeping_until.load(Ordering::Acquire) {
+        let until = self.sleeping_until.load(Ordering::Acquire);
+        if until == 0 || deadline < until {
             self.wake();
         }
     }
@@ -101,7 +104,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
             break;
         }
         let now = shared.clock.now();
-        let woke_someone = shared.timers.fire_expired(now, &shared);
+        let woke_someone = shared.timers.fire_expired(now);
         if woke_someone && !sched.idle.any_parked() {
             // Every thread is busy: make room for what the timers woke.
             preempt_longest(&shared, &samples);

@@ -61,7 +61,7 @@ impl Timers {
     }
 
     /// Fires every timer due at `now`. Returns `true` if a process was woken.
-    pub(crate) fn fire_expired(&self, now: u64, shared: &Shared) -> bool {
+    pub(crate) fn fire_expired(&self, now: u64) -> bool {
         let mut due = Vec::new();
         self.wheel
             .lock()
@@ -71,7 +71,8 @@ impl Timers {
             match action {
                 Action::Wake(w) => w.wake(),
                 Action::Send { to, node } => {
-                    if let Err(node) = shared.deliver(to, node) {
+                    // The addressee may belong to another runtime.
+                    if let Err(node) = runtime::deliver(to, node) {
                         // A dead addressee: the message goes, and a panic in
                         // its destructor must not end the monitor thread.
                         drop_quietly(node);
