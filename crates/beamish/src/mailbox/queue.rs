@@ -46,8 +46,12 @@ impl Cursor {
     };
 }
 
-/// The message queue.
+/// The message queue. `repr(C)`: the fields written per message come after
+/// the cold ones (see `process::Header` for why the offset matters).
+#[repr(C)]
 pub(crate) struct Queue {
+    /// Positions set by `mark()`, oldest first.
+    marks: Vec<Cursor>,
     /// Oldest message.
     head: *mut Header,
     /// Newest message.
@@ -56,9 +60,11 @@ pub(crate) struct Queue {
     len: u32,
     /// Scan position of the receive that last blocked.
     pub(crate) save: Cursor,
-    /// Positions set by `mark()`, oldest first.
-    marks: Vec<Cursor>,
 }
+
+/// Offset of the first field written per message.
+#[cfg(test)]
+pub(crate) const HOT_OFFSET: usize = std::mem::offset_of!(Queue, head);
 
 impl Queue {
     pub(crate) const fn new() -> Queue {

@@ -280,7 +280,14 @@ impl<M: Matcher> Receive<M> {
                 cur = unsafe { (*q).next_after(cur) };
             }
             context::consume(examined);
-            if super::drain(h) == 0 {
+            let added = super::drain(h);
+            // A signal in that batch may have ended the process: the
+            // messages that came after it must not be handled.
+            // SAFETY: short borrow, as above.
+            if unsafe { (*h.local.get()).is_exiting() } {
+                return Poll::Pending;
+            }
+            if added == 0 {
                 break;
             }
         }

@@ -162,12 +162,20 @@ impl SpawnOptions {
                     .registry
                     .register_new(name, pid, || shared.table.insert(p))
                 {
-                    // Never published: free it directly.
+                    // Never published: free it directly, and its slot.
                     // SAFETY: nobody else has seen `p`.
                     unsafe {
                         (p.as_ref().vtable.drop_future)(p);
                         (*p.as_ref().local.get()).ext = None;
                         (p.as_ref().vtable.dealloc)(p);
+                    }
+                    match context::core().filter(|c| std::ptr::eq(&*c.shared, shared)) {
+                        Some(core) => shared
+                            .table
+                            .recycle_unused(pid, &mut core.slots.borrow_mut()),
+                        None => shared
+                            .table
+                            .recycle_unused(pid, &mut shared.external_slots.lock()),
                     }
                     return Err(e);
                 }

@@ -193,6 +193,11 @@ impl Table {
         self.live.fetch_sub(1, Ordering::AcqRel) - 1
     }
 
+    /// Gives back a pid that was never published (a spawn that failed).
+    pub(crate) fn recycle_unused(&self, pid: Pid, cache: &mut SlotCache) {
+        cache.ready.push(pid);
+    }
+
     /// Every live pid, in slot order.
     pub(crate) fn pids(&self, guard: &Guard) -> Vec<Pid> {
         let end = self.fresh.load(Ordering::Acquire);
