@@ -52,6 +52,8 @@ mod error;
 #[cfg(not(loom))]
 mod mailbox;
 #[cfg(not(loom))]
+pub mod otp;
+#[cfg(not(loom))]
 mod pid;
 #[cfg(not(loom))]
 mod process;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use beamish::otp::{self, GenServer, Reply, ReplyTo};
 use beamish::{Down, Pid, Reason, Runtime};
 
 use super::measure::*;
@@ -57,6 +58,10 @@ pub fn run(workload: &str, args: &Args) -> Result<Report, String> {
         "link_cascade" => {
             let n = args.num("n", 100_000)?;
             on_beamish(link_cascade(n))
+        }
+        "call" => {
+            let n = args.num("n", 1_000_000)?;
+            on_beamish(call(n))
         }
         other => Err(format!("{other}: no beamish implementation")),
     }
@@ -344,5 +349,40 @@ async fn link_cascade(n: u64) -> Result<Report, String> {
     Ok(Report::new()
         .with("ms", f1(ns / 1e6))
         .with("ns_per_link", f1(ns / (n - 1) as f64))
+        .with("n", n))
+}
+
+/// The `call` workload's server: answers `Ping` with `Pong`.
+struct PingServer;
+
+struct Ping;
+
+#[derive(Debug, PartialEq)]
+struct Pong;
+
+impl GenServer for PingServer {
+    type Call = Ping;
+    type Reply = Pong;
+    type Cast = ();
+
+    async fn handle_call(&mut self, _: Ping, _: ReplyTo<Pong>) -> Reply<Pong> {
+        Reply::reply(Pong)
+    }
+}
+
+async fn call(n: u64) -> Result<Report, String> {
+    let server = otp::start_link(PingServer)
+        .await
+        .map_err(|e| format!("cannot start the server: {e}"))?;
+    let t0 = Instant::now();
+    for _ in 0..n {
+        server
+            .call(Ping)
+            .await
+            .map_err(|e| format!("call failed: {e}"))?;
+    }
+    let t = t0.elapsed();
+    Ok(Report::new()
+        .with("ns_per_call", f1(ns_per(t, n)))
         .with("n", n))
 }

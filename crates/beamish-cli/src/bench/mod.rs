@@ -123,6 +123,13 @@ pub const WORKLOADS: &[Workload] = &[
         check: None,
     },
     Workload {
+        name: "call",
+        about: "a GenServer answers ping with pong; one client makes n sequential calls",
+        keys: &[key("n", 1_000_000, 1)],
+        on_tokio: true,
+        check: None,
+    },
+    Workload {
         name: "link_cascade",
         about: "a chain of n linked processes; the head crashes, wait for the tail's death",
         keys: &[key("n", 100_000, 2)],

@@ -57,6 +57,10 @@ pub fn run(workload: &str, args: &Args) -> Result<Report, String> {
             let spin = Duration::from_millis(args.num("runaway_ms", 2_000)?);
             on_tokio(runaway(procs, sleep, spin))
         }
+        "call" => {
+            let n = args.num("n", 1_000_000)?;
+            on_tokio(call(n))
+        }
         "link_cascade" => Err("tokio has no links: link_cascade is not expressible".to_string()),
         other => Err(format!("{other}: no tokio implementation")),
     }
@@ -297,4 +301,25 @@ async fn runaway(procs: u64, sleep: Duration, spin: Duration) -> Result<Report, 
     report.push("procs", procs);
     report.push("unit_iters", iters);
     Ok(report)
+}
+
+/// A gen_server on tokio: a task owning a request channel; each call sends
+/// its request with a oneshot for the reply and awaits it.
+async fn call(n: u64) -> Result<Report, String> {
+    let (tx, mut rx) = unbounded_channel::<tokio::sync::oneshot::Sender<&'static str>>();
+    tokio::spawn(async move {
+        while let Some(reply) = rx.recv().await {
+            let _ = reply.send("pong");
+        }
+    });
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let (rtx, rrx) = tokio::sync::oneshot::channel();
+        tx.send(rtx).map_err(|_| "the server is gone")?;
+        rrx.await.map_err(|_| "no reply")?;
+    }
+    let t = t0.elapsed();
+    Ok(Report::new()
+        .with("ns_per_call", f1(ns_per(t, n)))
+        .with("n", n))
 }

@@ -128,8 +128,9 @@ pub(crate) struct Chain {
     last: *mut Header,
     /// Number of nodes.
     len: u32,
-    /// Whether any node is a signal (if none, the whole chain can be
-    /// spliced onto a message queue without looking at each node again).
+    /// Whether any node is a signal or an alias message (if none, the whole
+    /// chain can be spliced onto a message queue without looking at each
+    /// node again).
     has_signals: bool,
 }
 
@@ -154,7 +155,7 @@ impl Chain {
             // SAFETY: the swap gave us exclusive ownership of every node.
             unsafe {
                 let next = (*top).next;
-                has_signals |= (*top).vtable.kind == Kind::Signal;
+                has_signals |= (*top).vtable.kind != Kind::Message;
                 (*top).next = first;
                 first = top;
                 top = next;

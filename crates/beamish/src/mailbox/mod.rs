@@ -42,9 +42,36 @@ pub(crate) fn drain(h: &Header) -> usize {
                     signal::handle(h, local, sig);
                 }
             }
+            Kind::Alias => {
+                let active = node.alias_tag().is_some_and(|tag| {
+                    local.ext.as_ref().is_some_and(|e| e.aliases.contains(&tag))
+                });
+                if active {
+                    local.queue.push_back(node);
+                } else {
+                    node::drop_quietly(node);
+                }
+            }
         }
     }
     local.queue.len().saturating_sub(before)
+}
+
+/// Activates or deactivates an alias of the calling process: while active,
+/// messages sent to it (`NodeBox::alias_message`) are queued; afterwards
+/// they are dropped on arrival (Erlang's `alias/0` and `unalias/1`).
+///
+/// # Panics
+/// Outside a beamish process.
+pub(crate) fn set_alias(tag: crate::Ref, active: bool) {
+    let p = context::expect_current("alias");
+    // SAFETY: the process runs on this thread; short borrow.
+    let local = unsafe { &mut *p.as_ref().local.get() };
+    if active {
+        local.ext().aliases.insert(tag);
+    } else if let Some(ext) = local.ext.as_mut() {
+        ext.aliases.remove(&tag);
+    }
 }
 
 /// Removes the first queued message that satisfies `pred`.

@@ -19,6 +19,33 @@ pub(crate) enum Kind {
     /// A signal (link, exit, monitor, …): acted upon when the inbound queue
     /// is drained, in the order it arrived.
     Signal,
+    /// A message sent to an alias (an [`AliasMsg`]): queued like a message
+    /// if the alias is still active when it arrives, dropped otherwise.
+    Alias,
+}
+
+/// A message addressed to an alias of a process (Erlang's `alias/0`): the
+/// tag comes first so the mailbox can read it without knowing `T`.
+#[repr(C)]
+pub(crate) struct AliasMsg<T> {
+    /// The alias.
+    pub(crate) tag: crate::Ref,
+    /// The message.
+    pub(crate) value: T,
+}
+
+struct AliasVTable<T>(std::marker::PhantomData<T>);
+
+impl<T: Send + 'static> AliasVTable<T> {
+    const VTABLE: VTable = VTable {
+        type_id: TypeId::of::<AliasMsg<T>>(),
+        type_name: std::any::type_name::<AliasMsg<T>>,
+        kind: Kind::Alias,
+        size_hint: std::mem::size_of::<AliasMsg<T>>(),
+        drop_node: drop_node::<AliasMsg<T>>,
+        into_any: into_any::<AliasMsg<T>>,
+        tag_offset: std::mem::offset_of!(Node<AliasMsg<T>>, value),
+    };
 }
 
 /// Per-type constants of a node.
@@ -35,6 +62,8 @@ pub(crate) struct VTable {
     drop_node: unsafe fn(NonNull<Header>),
     /// Moves the value out into a `Box<dyn Any + Send>` and frees the node.
     into_any: unsafe fn(NonNull<Header>) -> Box<dyn Any + Send>,
+    /// For alias messages: where the tag is, from the start of the node.
+    tag_offset: usize,
 }
 
 /// The common head of every node.
@@ -71,6 +100,7 @@ impl<T: Send + 'static> HasVTable for T {
         size_hint: std::mem::size_of::<T>(),
         drop_node: drop_node::<T>,
         into_any: into_any::<T>,
+        tag_offset: 0,
     };
 }
 
@@ -82,6 +112,7 @@ const SIGNAL_VTABLE: VTable = VTable {
     size_hint: std::mem::size_of::<Signal>(),
     drop_node: drop_node::<Signal>,
     into_any: into_any::<Signal>,
+    tag_offset: 0,
 };
 
 /// # Safety
@@ -120,6 +151,28 @@ impl NodeBox {
     #[cfg(not(loom))]
     pub(crate) fn signal(signal: Signal) -> NodeBox {
         Self::alloc(&SIGNAL_VTABLE, signal)
+    }
+
+    /// A message to the alias `tag` of a process.
+    pub(crate) fn alias_message<T: Send + 'static>(tag: crate::Ref, value: T) -> NodeBox {
+        Self::alloc(&AliasVTable::<T>::VTABLE, AliasMsg { tag, value })
+    }
+
+    /// The alias an alias message is addressed to.
+    pub(crate) fn alias_tag(&self) -> Option<crate::Ref> {
+        let vt = self.header().vtable;
+        (vt.kind == Kind::Alias).then(|| {
+            // SAFETY: alias nodes are `Node<AliasMsg<T>>`, whose value starts
+            // with the tag (`repr(C)`) at `tag_offset`.
+            unsafe {
+                *(self
+                    .0
+                    .as_ptr()
+                    .cast::<u8>()
+                    .add(vt.tag_offset)
+                    .cast::<crate::Ref>())
+            }
+        })
     }
 
     /// Gives up ownership (to a queue).

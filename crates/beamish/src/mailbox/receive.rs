@@ -307,7 +307,7 @@ impl<M: Matcher> Receive<M> {
                 let shared = h.shared();
                 let deadline = self
                     .deadline
-                    .get_or_insert_with(|| Deadline::new(shared.clock.deadline_after(t)));
+                    .get_or_insert_with(|| Deadline::after(shared, t));
                 match deadline.poll_expired(shared, cx) {
                     Poll::Ready(()) => Poll::Ready(None),
                     Poll::Pending => Poll::Pending,

@@ -133,6 +133,8 @@ pub(crate) struct Ext {
     pub(crate) monitors: FxHashMap<Ref, Pid>,
     /// Monitors on this process: ref → watcher.
     pub(crate) monitored_by: FxHashMap<Ref, Pid>,
+    /// Active aliases: messages sent to others are dropped on arrival.
+    pub(crate) aliases: FxHashSet<Ref>,
     /// Set when the process must end at its next scheduling point.
     pub(crate) exiting: Option<Reason>,
     /// Called with the exit reason when the process ends (used by `block_on`).

@@ -126,7 +126,7 @@ fn terminate(task: Task, reason: Reason, core: &Core) {
     // 3. Signals that arrived too late.
     for node in late {
         match node.kind() {
-            Kind::Message => {
+            Kind::Message | Kind::Alias => {
                 drop_quietly(node);
             }
             Kind::Signal => {

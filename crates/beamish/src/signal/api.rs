@@ -201,6 +201,29 @@ pub fn demonitor_flush(monitor: Ref) -> bool {
     was || flushed.is_some()
 }
 
+/// Removes the monitor `monitor` that another process holds on the
+/// calling process, if there is one: the calling process has answered that
+/// monitor's purpose (a call's reply) and the watcher will drop its side
+/// without a signal (see [`forget_monitor`]). Returns whether it was there.
+pub(crate) fn take_monitored_by(monitor: Ref) -> bool {
+    try_current().is_some_and(|(_, local)| {
+        local
+            .ext
+            .as_mut()
+            .is_some_and(|e| e.monitored_by.remove(&monitor).is_some())
+    })
+}
+
+/// Drops the calling process's side of a monitor whose other side is
+/// already gone (removed by [`take_monitored_by`]): no signal is sent.
+pub(crate) fn forget_monitor(monitor: Ref) {
+    if let Some((_, local)) = try_current()
+        && let Some(e) = local.ext.as_mut()
+    {
+        e.monitors.remove(&monitor);
+    }
+}
+
 /// Ends the calling process with `reason`, like Erlang's `exit(Reason)`.
 /// The returned future never completes: the process ends at this await
 /// point, its destructors run, and its links and monitors fire.

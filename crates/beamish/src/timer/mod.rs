@@ -110,13 +110,21 @@ struct Registration {
 pub(crate) struct Deadline {
     /// Clock ns at which it expires (`u64::MAX`: never).
     pub(crate) at: u64,
+    /// `at` was computed from a clock reading just now and lies ahead, so
+    /// the first poll need not read the clock again.
+    ahead: bool,
     /// The wheel entry, once registered.
     key: Option<Registration>,
 }
 
 impl Deadline {
-    pub(crate) fn new(at: u64) -> Deadline {
-        Deadline { at, key: None }
+    /// A deadline `d` (> 0) from now.
+    pub(crate) fn after(shared: &Shared, d: Duration) -> Deadline {
+        Deadline {
+            at: shared.clock.deadline_after(d),
+            ahead: !d.is_zero(),
+            key: None,
+        }
     }
 
     /// `Ready` once the deadline has passed; otherwise registers the waker
@@ -125,7 +133,7 @@ impl Deadline {
         if self.at == u64::MAX {
             return Poll::Pending;
         }
-        if shared.clock.now() >= self.at {
+        if !std::mem::take(&mut self.ahead) && shared.clock.now() >= self.at {
             self.key = None;
             return Poll::Ready(());
         }
@@ -195,7 +203,7 @@ impl Future for Sleep {
         let duration = this.duration;
         let deadline = this
             .deadline
-            .get_or_insert_with(|| Deadline::new(shared.clock.deadline_after(duration)));
+            .get_or_insert_with(|| Deadline::after(shared, duration));
         deadline.poll_expired(shared, cx)
     }
 }
