@@ -1,9 +1,16 @@
-//! OTP behaviours on top of processes: [`GenServer`] (more to come:
-//! supervisors, tasks, applications).
+//! OTP behaviours on top of processes: [`GenServer`], [`Supervisor`] and
+//! [`DynamicSupervisor`] (tasks and applications are next).
 
+pub mod dynamic_supervisor;
 pub mod gen_server;
+pub mod supervisor;
 
+pub use dynamic_supervisor::{DynamicSupervisor, DynamicSupervisorFlags, DynamicSupervisorRef};
 pub use gen_server::{
     DEFAULT_CALL_TIMEOUT, Flow, GenServer, Init, Reply, ReplyTo, ServerRef, StartOptions, start,
     start_link, start_with,
+};
+pub use supervisor::{
+    AutoShutdown, ChildCounts, ChildId, ChildInfo, ChildKind, ChildSpec, Restart, Shutdown,
+    Strategy, Supervisor, SupervisorError, SupervisorFlags, SupervisorRef,
 };
