@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use beamish::otp::{self, GenServer, Reply, ReplyTo};
+use beamish::otp::{
+    self, ChildSpec, Flow, GenServer, Init, Reply, ReplyTo, Strategy, Supervisor, SupervisorFlags,
+};
 use beamish::{Down, Pid, Reason, Runtime};
 
 use super::measure::*;
@@ -62,6 +64,16 @@ pub fn run(workload: &str, args: &Args) -> Result<Report, String> {
         "call" => {
             let n = args.num("n", 1_000_000)?;
             on_beamish(call(n))
+        }
+        "restart" => {
+            let n = args.num("n", 100_000)?;
+            let period = args.num("period", 1)?;
+            // 0: high enough for the run (WORKLOADS.md), i.e. n.
+            let intensity = match args.num("intensity", 0)? {
+                0 => n,
+                i => i,
+            };
+            on_beamish(restart(n, period, intensity))
         }
         other => Err(format!("{other}: no beamish implementation")),
     }
@@ -385,4 +397,74 @@ async fn call(n: u64) -> Result<Report, String> {
     Ok(Report::new()
         .with("ns_per_call", f1(ns_per(t, n)))
         .with("n", n))
+}
+
+/// The `restart` workload's child: a GenServer that stops with reason
+/// `crash` right after its `init` returned, until the last start.
+struct Crasher {
+    crash: bool,
+}
+
+impl GenServer for Crasher {
+    type Call = ();
+    type Reply = ();
+    type Cast = ();
+
+    async fn init(&mut self) -> Init {
+        if self.crash {
+            Init::Continue(beamish::Message::new(()))
+        } else {
+            Init::Ok
+        }
+    }
+
+    async fn handle_call(&mut self, _: (), _: ReplyTo<()>) -> Reply<()> {
+        Reply::reply(())
+    }
+
+    async fn handle_continue(&mut self, _: beamish::Message) -> Flow {
+        Flow::Stop(Reason::other("crash"))
+    }
+}
+
+struct RestartsDone;
+
+/// A one_for_one supervisor whose single permanent child crashes right after
+/// its init, n times; timed from the supervisor's start until the (n+1)-th
+/// start of the child, which stays up.
+async fn restart(n: u64, period: u64, intensity: u64) -> Result<Report, String> {
+    let root = beamish::self_pid();
+    let starts = Arc::new(AtomicU64::new(0));
+    let spec = ChildSpec::worker("crasher", move || {
+        let starts = starts.clone();
+        async move {
+            let k = starts.fetch_add(1, Relaxed);
+            let crash = k < n;
+            let server = otp::start_link(Crasher { crash }).await?;
+            if !crash {
+                root.send(RestartsDone);
+            }
+            Ok(server.pid())
+        }
+    });
+    let flags = SupervisorFlags::new(Strategy::OneForOne)
+        .intensity(u32::try_from(intensity).unwrap_or(u32::MAX))
+        .period(Duration::from_secs(period));
+    let t0 = Instant::now();
+    let sup = Supervisor::start_link(flags, vec![spec])
+        .await
+        .map_err(|e| format!("supervisor: {e}"))?;
+    let mref = beamish::monitor(sup.pid());
+    let done = beamish::receive_match(move |m| {
+        m.is::<RestartsDone>() || m.downcast_ref::<Down>().is_some_and(|d| d.monitor == mref)
+    })
+    .await;
+    if let Ok(down) = done.downcast::<Down>() {
+        return Err(format!("the supervisor died: {}", down.reason));
+    }
+    let us = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
+    Ok(Report::new()
+        .with("us_per_restart", format!("{us:.2}"))
+        .with("n", n)
+        .with("period", period))
 }

@@ -123,6 +123,17 @@ pub const WORKLOADS: &[Workload] = &[
         check: None,
     },
     Workload {
+        name: "restart",
+        about: "a one_for_one supervisor whose child crashes right after init, n restarts",
+        keys: &[
+            key("n", 100_000, 1),
+            key("period", 1, 1),
+            key("intensity", 0, 0),
+        ],
+        on_tokio: false,
+        check: None,
+    },
+    Workload {
         name: "call",
         about: "a GenServer answers ping with pong; one client makes n sequential calls",
         keys: &[key("n", 1_000_000, 1)],

@@ -34,6 +34,12 @@ const LIFO_STREAK: u32 = 16;
 const GLOBAL_INTERVAL: u64 = 61;
 /// Ticks between re-pins of the epoch guard.
 const REPIN_INTERVAL: u64 = 64;
+/// Steal attempts before a thread that ran dry parks, and the spin-loop
+/// pauses between them: some tens of microseconds in all. Tuned by
+/// measurement, not derived: `restart` went from 1.7 to 1.4 µs per restart
+/// (16 rounds gave 1.55) with no change to the other workloads.
+const SPIN_ROUNDS: u32 = 64;
+const SPIN_PAUSES: u32 = 64;
 
 /// The thread-local half of a scheduler.
 pub(crate) struct Core {
@@ -187,6 +193,29 @@ impl Core {
         self.global_task()
     }
 
+    /// Steals, retrying for a few microseconds before giving up: waking a
+    /// parked thread costs a system call on both sides (tens of
+    /// microseconds), so a thread that ran dry keeps looking briefly, as
+    /// BEAM's schedulers busy-wait before they sleep. Work that appears
+    /// meanwhile (a process spawned or woken by the other thread) is taken
+    /// without anyone parking or being woken.
+    fn steal_for_a_while(&self) -> Option<Task> {
+        for round in 0..SPIN_ROUNDS {
+            if let Some(t) = self.steal() {
+                return Some(t);
+            }
+            if self.shared.sched.stopping.load(Ordering::Acquire) {
+                return None;
+            }
+            if round + 1 < SPIN_ROUNDS {
+                for _ in 0..SPIN_PAUSES {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        None
+    }
+
     /// The run loop of a regular scheduler thread.
     pub(crate) fn run(&self) {
         let _ctx = context::enter_core(self);
@@ -210,7 +239,7 @@ impl Core {
             if !searching {
                 searching = sched.idle.transition_worker_to_searching();
             }
-            if let Some(task) = self.steal() {
+            if let Some(task) = self.steal_for_a_while() {
                 if searching {
                     searching = false;
                     if sched.idle.transition_worker_from_searching() {
