@@ -250,6 +250,8 @@ fn list_runs_nothing() {
             "fanin",
             "fairness",
             "runaway",
+            "restart",
+            "call",
             "link_cascade"
         ]
     );
