@@ -1,10 +1,12 @@
-//! OTP behaviours on top of processes: [`GenServer`], [`Supervisor`] and
-//! [`DynamicSupervisor`] (tasks and applications are next).
+//! OTP behaviours on top of processes: [`GenServer`], [`Supervisor`],
+//! [`DynamicSupervisor`] and [`Application`].
 
+pub mod application;
 pub mod dynamic_supervisor;
 pub mod gen_server;
 pub mod supervisor;
 
+pub use application::Application;
 pub use dynamic_supervisor::{DynamicSupervisor, DynamicSupervisorFlags, DynamicSupervisorRef};
 pub use gen_server::{
     DEFAULT_CALL_TIMEOUT, Flow, GenServer, Init, Reply, ReplyTo, ServerRef, StartOptions, start,
