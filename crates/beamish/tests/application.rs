@@ -89,7 +89,7 @@ fn a_child_that_fails_to_start_fails_the_application_naming_it() {
             vec![bad],
         )
         .await;
-        let e = r.err().expect("the start must fail");
+        let e = r.expect_err("the start must fail");
         assert!(e.to_string().contains("db"), "{e}");
         assert!(Application::whereis("broken").await.is_none());
     });
