@@ -624,6 +624,11 @@ impl Supervisor {
     /// others are stopped in reverse order, the supervisor process ends, and
     /// the error names the child ([`SupervisorError::StartFailed`]).
     ///
+    /// As in OTP, the supervisor ends (taking its children down) when the
+    /// process that started it ends, whatever the reason, even `normal`:
+    /// keep the starter alive, or use [`crate::otp::Application`], whose
+    /// master process owns the tree.
+    ///
     /// # Panics
     /// Outside a beamish process.
     pub async fn start_link(
