@@ -1,10 +1,12 @@
 //! OTP behaviours on top of processes: [`GenServer`], [`Supervisor`],
-//! [`DynamicSupervisor`] and [`Application`].
+//! [`DynamicSupervisor`], [`Task`] (and [`TaskSupervisor`]) and
+//! [`Application`].
 
 pub mod application;
 pub mod dynamic_supervisor;
 pub mod gen_server;
 pub mod supervisor;
+pub mod task;
 
 pub use application::Application;
 pub use dynamic_supervisor::{DynamicSupervisor, DynamicSupervisorFlags, DynamicSupervisorRef};
@@ -16,3 +18,4 @@ pub use supervisor::{
     AutoShutdown, ChildCounts, ChildId, ChildInfo, ChildKind, ChildSpec, Restart, Shutdown,
     Strategy, Supervisor, SupervisorError, SupervisorFlags, SupervisorRef,
 };
+pub use task::{Task, TaskSupervisor};
