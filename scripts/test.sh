@@ -10,7 +10,9 @@ echo "== clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
-echo "== tests"
+echo "== tests (debug: overflow checks and debug assertions on)"
+cargo test --workspace
+echo "== tests (release: the timings users get)"
 cargo test --workspace --release
 echo "== loom models"
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 \

@@ -44,6 +44,7 @@
 //! sockets, files and timers: the runtime drives a tokio reactor.
 
 #![warn(missing_docs)]
+#![cfg_attr(loom, allow(dead_code))]
 
 mod loom;
 

@@ -26,6 +26,7 @@ pub(crate) enum Kind {
 
 /// A message addressed to an alias of a process (Erlang's `alias/0`): the
 /// tag comes first so the mailbox can read it without knowing `T`.
+#[cfg(not(loom))]
 #[repr(C)]
 pub(crate) struct AliasMsg<T> {
     /// The alias.
@@ -34,8 +35,10 @@ pub(crate) struct AliasMsg<T> {
     pub(crate) value: T,
 }
 
+#[cfg(not(loom))]
 struct AliasVTable<T>(std::marker::PhantomData<T>);
 
+#[cfg(not(loom))]
 impl<T: Send + 'static> AliasVTable<T> {
     const VTABLE: VTable = VTable {
         type_id: TypeId::of::<AliasMsg<T>>(),
@@ -154,11 +157,13 @@ impl NodeBox {
     }
 
     /// A message to the alias `tag` of a process.
+    #[cfg(not(loom))]
     pub(crate) fn alias_message<T: Send + 'static>(tag: crate::Ref, value: T) -> NodeBox {
         Self::alloc(&AliasVTable::<T>::VTABLE, AliasMsg { tag, value })
     }
 
     /// The alias an alias message is addressed to.
+    #[cfg(not(loom))]
     pub(crate) fn alias_tag(&self) -> Option<crate::Ref> {
         let vt = self.header().vtable;
         (vt.kind == Kind::Alias).then(|| {

@@ -71,7 +71,7 @@ pub(crate) fn enter_process(p: NonNull<Header>) {
 pub(crate) fn leave_process() -> u64 {
     CONTEXT.with(|c| {
         c.current.set(ptr::null());
-        (BUDGET - c.budget.get().min(BUDGET)).max(0) as u64
+        (i64::from(BUDGET) - i64::from(c.budget.get().min(BUDGET))).max(0) as u64
     })
 }
 

@@ -717,16 +717,24 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        // The output is parked by the root future and handed over by the
+        // exit hook, which runs once the process has ended (its links and
+        // monitors fired): `block_on` returns only after that.
         let slot = Arc::new(OneShot::new());
+        let output: Arc<Mutex<Option<F::Output>>> = Arc::new(Mutex::new(None));
         let on_exit = slot.clone();
-        let on_done = slot.clone();
+        let parked = output.clone();
         let root = async move {
             let out = future.await;
-            on_done.set(Ok(out));
+            *parked.lock() = Some(out);
         };
-        // Runs after the root's own `set` when it finished: then it finds
-        // the value taken or present and leaves it alone.
-        let hook = Box::new(move |reason: &Reason| on_exit.set_if_empty(Err(reason.clone())));
+        let hook = Box::new(move |reason: &Reason| {
+            let result = match output.lock().take() {
+                Some(out) => Ok(out),
+                None => Err(reason.clone()),
+            };
+            on_exit.set(result);
+        });
         let spawned = crate::SpawnOptions::new()
             .exit_hook(hook)
             .spawn_on(&self.shared, root);
@@ -757,15 +765,6 @@ impl<T> OneShot<T> {
     pub(crate) fn set(&self, v: T) {
         *self.value.lock() = Some(Some(v));
         self.ready.notify_all();
-    }
-
-    /// Sets the value unless one was set before.
-    pub(crate) fn set_if_empty(&self, v: T) {
-        let mut g = self.value.lock();
-        if g.is_none() {
-            *g = Some(Some(v));
-            self.ready.notify_all();
-        }
     }
 
     /// Blocks until the value is set, and takes it.

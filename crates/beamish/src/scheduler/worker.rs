@@ -236,7 +236,10 @@ impl Core {
             if sched.stopping.load(Ordering::Acquire) {
                 break;
             }
-            if !searching {
+            // Spares stay out of the idle protocol: if they counted as
+            // searching, a producer would rely on them to find its work, and
+            // a spare that then naps or exits would strand it.
+            if !searching && !self.spare {
                 searching = sched.idle.transition_worker_to_searching();
             }
             if let Some(task) = self.steal_for_a_while() {
@@ -250,12 +253,6 @@ impl Core {
                 continue;
             }
             if self.spare {
-                if searching {
-                    // A napping spare must not count as searching, or
-                    // producers would not wake the regular threads.
-                    searching = false;
-                    sched.idle.transition_worker_from_searching();
-                }
                 if !self.shared.any_stuck() {
                     break;
                 }
