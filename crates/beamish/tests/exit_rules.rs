@@ -1,4 +1,4 @@
-//! The exit-signal rules of `/work/shared/semantics/EXIT_RULES.md` (what a
+//! The exit-signal rules of the project's OTP 25 exit-rules table (what a
 //! real OTP 25 node does), one test per row and per `trap_exit` column.
 //!
 //! Every test runs on its own runtime. The process whose fate a row describes
