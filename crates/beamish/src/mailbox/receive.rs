@@ -261,7 +261,9 @@ impl<M: Matcher> Receive<M> {
                 examined += 1;
                 let hit = super::with_borrowed(cur, |n| self.matcher.matches(Message::from_ref(n)));
                 if hit {
+                    // SAFETY: `q` as above; `prev` precedes `cur` in the queue.
                     let node: NodeBox = unsafe { (*q).unlink(prev, cur) };
+                    // SAFETY: `q` as above.
                     unsafe {
                         if (*q).save.owner == self.id {
                             (*q).save = Cursor {
@@ -277,6 +279,7 @@ impl<M: Matcher> Receive<M> {
                     return Poll::Ready(Some(self.matcher.take(Message(node))));
                 }
                 prev = cur;
+                // SAFETY: `q` as above; `cur` is a live node of the queue.
                 cur = unsafe { (*q).next_after(cur) };
             }
             context::consume(examined);
