@@ -81,24 +81,14 @@ impl Application {
             .spawn(master(starter, tag, flags, children))
             .map_err(SupervisorError::Runtime)?;
         let mref = spawned.monitor.unwrap_or_else(Ref::new);
-        let answer = crate::receive_match(move |m| {
-            m.downcast_ref::<Started>().is_some_and(|s| s.0 == tag)
-                || m.downcast_ref::<Down>().is_some_and(|d| d.monitor == mref)
-        })
-        .after_mark(mark)
-        .await;
-        crate::demonitor_flush(mref);
-        match answer.downcast::<Started>() {
+        match super::answer_or_down(mark, mref, move |s: &Started| s.0 == tag).await {
             Ok(Started(_, Ok(supervisor))) => Ok(Application {
                 name,
                 master: spawned.pid,
                 supervisor,
             }),
             Ok(Started(_, Err(e))) => Err(e),
-            Err(m) => Err(SupervisorError::Runtime(match m.downcast::<Down>() {
-                Ok(down) => Error::Exited(down.reason),
-                Err(_) => Error::NoProc(spawned.pid),
-            })),
+            Err(down) => Err(SupervisorError::Runtime(Error::Exited(down.reason))),
         }
     }
 
@@ -111,14 +101,9 @@ impl Application {
         let mark = crate::mark();
         let mref = crate::monitor(master);
         master.send(Which(crate::self_pid(), mref));
-        let answer = crate::receive_match(move |m| {
-            m.downcast_ref::<Root>().is_some_and(|r| r.0 == mref)
-                || m.downcast_ref::<Down>().is_some_and(|d| d.monitor == mref)
-        })
-        .after_mark(mark)
-        .await;
-        crate::demonitor_flush(mref);
-        let Root(_, supervisor) = answer.downcast::<Root>().ok()?;
+        let Root(_, supervisor) = super::answer_or_down(mark, mref, move |r: &Root| r.0 == mref)
+            .await
+            .ok()?;
         Some(Application {
             name: name.into(),
             master,

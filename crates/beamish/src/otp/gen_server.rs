@@ -452,20 +452,10 @@ pub async fn start_with<S: GenServer>(
     }
     let spawned = spawn.spawn(serve(server, parent, tag, options.link))?;
     let mref = spawned.monitor.unwrap_or_else(Ref::new);
-    let answer = crate::receive_match(move |m| {
-        m.downcast_ref::<Ack>().is_some_and(|a| a.0 == tag)
-            || m.downcast_ref::<Down>().is_some_and(|d| d.monitor == mref)
-    })
-    .after_mark(mark)
-    .await;
-    crate::demonitor_flush(mref);
-    match answer.downcast::<Ack>() {
+    match super::answer_or_down(mark, mref, move |a: &Ack| a.0 == tag).await {
         Ok(Ack(_, Ok(()))) => Ok(ServerRef::from_pid(spawned.pid)),
         Ok(Ack(_, Err(reason))) => Err(Error::Exited(reason)),
-        Err(m) => match m.downcast::<Down>() {
-            Ok(down) => Err(Error::Exited(down.reason)),
-            Err(_) => Err(Error::Exited(Reason::NoProc)),
-        },
+        Err(down) => Err(Error::Exited(down.reason)),
     }
 }
 
