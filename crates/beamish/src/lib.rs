@@ -48,6 +48,8 @@
 
 mod loom;
 
+#[cfg(all(not(loom), feature = "dist"))]
+pub mod dist;
 #[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]

@@ -1,0 +1,10 @@
+//! Distribution: the Erlang distribution protocol, so that a beamish node
+//! joins an Erlang/Elixir cluster and beamish nodes cluster with each other.
+//!
+//! This module is built piece by piece (see `docs/DISTRIBUTION_PLAN.md`):
+//! atoms first, then terms and their external format, EPMD, the handshake,
+//! connections and remote processes.
+
+mod atom;
+
+pub use atom::{Atom, AtomError, MAX_ATOM_CHARS, MAX_ATOMS};
