@@ -10,7 +10,7 @@
 //! `net_kernel`, …) sit at fixed indices and are constants of this module.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -152,9 +152,7 @@ fn table() -> &'static Table {
 }
 
 fn shard_of(name: &str) -> usize {
-    let mut h = FxBuildHasher.build_hasher();
-    name.hash(&mut h);
-    (h.finish() >> 60) as usize % SHARDS
+    (FxBuildHasher.hash_one(name) >> 60) as usize % SHARDS
 }
 
 impl Table {
