@@ -8,7 +8,8 @@
 //! | 28..52 | serial  | bumped each time the slot is reused, so a stale pid never reaches |
 //! |        |         | the newer process that took its slot                             |
 //! | 52..60 | runtime | which runtime of this OS process owns the slot (256 at once)      |
-//! | 60..64 | tag     | reserved for remote pids (distribution); 0 for local pids         |
+//! | 60..64 | tag     | 0 for local pids; 1 for a remote pid, whose low bits then index  |
+//! |        |         | the table of interned remote pids (see `dist`)                    |
 //!
 //! A slot is reused only after the runtime has handed out at least
 //! [`crate::process::table::REUSE_DEPTH`] other freed slots on the same
@@ -89,8 +90,26 @@ impl Pid {
     }
 }
 
+impl Pid {
+    /// True for a pid of another node (a local pid otherwise).
+    pub fn is_remote(self) -> bool {
+        self.0.get() >> 60 != 0
+    }
+
+    /// The node this pid lives on (`nonode@nohost` while this node is not
+    /// distributed).
+    #[cfg(feature = "dist")]
+    pub fn node(self) -> crate::dist::Atom {
+        crate::dist::remote::pid_to_wire(self).node
+    }
+}
+
 impl fmt::Display for Pid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        #[cfg(feature = "dist")]
+        if self.is_remote() {
+            return crate::dist::remote::fmt_remote(*self, f);
+        }
         write!(f, "<{}.{}.{}>", self.runtime(), self.index(), self.serial())
     }
 }

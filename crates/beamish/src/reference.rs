@@ -37,6 +37,12 @@ impl Ref {
     pub fn to_bits(self) -> u64 {
         self.0.get()
     }
+
+    /// Rebuilds a reference from [`Ref::to_bits`]; `None` for 0.
+    #[cfg_attr(not(feature = "dist"), allow(dead_code))]
+    pub(crate) fn from_bits(bits: u64) -> Option<Ref> {
+        NonZeroU64::new(bits).map(Ref)
+    }
 }
 
 /// A fresh nonzero id from this thread's block.

@@ -217,8 +217,13 @@ impl Atom {
     }
 
     /// The table index (stable within one OS process).
-    pub fn index(self) -> u32 {
+    pub const fn index(self) -> u32 {
         self.0
+    }
+
+    /// The atom at `index`, which must come from [`Atom::index`].
+    pub(crate) const fn from_index(index: u32) -> Atom {
+        Atom(index)
     }
 
     /// How many atoms exist in this OS process.

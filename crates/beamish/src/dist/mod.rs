@@ -6,5 +6,7 @@
 //! connections and remote processes.
 
 mod atom;
+pub(crate) mod remote;
 
 pub use atom::{Atom, AtomError, MAX_ATOM_CHARS, MAX_ATOMS};
+pub use remote::{ExtPort, ExtRef, MAX_REMOTE_PIDS, RemoteError, WirePid};
