@@ -6,6 +6,7 @@
 //! connections and remote processes.
 
 mod atom;
+#[allow(dead_code)] // used by the codec and connections, which land next
 pub(crate) mod remote;
 
 pub use atom::{Atom, AtomError, MAX_ATOM_CHARS, MAX_ATOMS};
