@@ -6,6 +6,8 @@
 //! connections and remote processes.
 
 mod atom;
+#[allow(dead_code)] // used by connections, which land next
+mod frame;
 #[allow(dead_code)] // used by the codec and connections, which land next
 pub(crate) mod remote;
 
