@@ -473,7 +473,7 @@ mod tests {
             r.next_frame(&mut huge),
             Err(FrameError::TooLarge(0xFFFF_FFF0))
         );
-        assert_eq!(huge.capacity() < 1000, true);
+        assert!(huge.capacity() < 1000);
         for bad in [
             &[1u8, 2][..],
             &[131, 99],
