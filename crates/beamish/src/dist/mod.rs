@@ -6,5 +6,7 @@
 //! connections and remote processes.
 
 mod atom;
+mod flags;
 
 pub use atom::{Atom, AtomError, MAX_ATOM_CHARS, MAX_ATOMS};
+pub use flags::DistFlags;
