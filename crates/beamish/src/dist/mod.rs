@@ -7,6 +7,7 @@
 
 mod atom;
 mod flags;
+mod handshake;
 
 pub use atom::{Atom, AtomError, MAX_ATOM_CHARS, MAX_ATOMS};
 pub use flags::DistFlags;
