@@ -6,10 +6,13 @@
 //! connections and remote processes.
 
 mod atom;
+mod flags;
 #[allow(dead_code)] // used by connections, which land next
 mod frame;
+mod handshake;
 #[allow(dead_code)] // used by the codec and connections, which land next
 pub(crate) mod remote;
 
 pub use atom::{Atom, AtomError, MAX_ATOM_CHARS, MAX_ATOMS};
+pub use flags::DistFlags;
 pub use remote::{ExtPort, ExtRef, MAX_REMOTE_PIDS, RemoteError, WirePid};
