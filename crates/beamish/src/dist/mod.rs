@@ -6,5 +6,6 @@
 //! connections and remote processes.
 
 mod atom;
+mod epmd;
 
 pub use atom::{Atom, AtomError, MAX_ATOM_CHARS, MAX_ATOMS};
