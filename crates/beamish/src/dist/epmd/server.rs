@@ -164,10 +164,16 @@ async fn hold_registration(
     let highest = node.highest;
     let Some(held) = state.register(node) else {
         // epmd's error reply carries creation 99.
-        return timed(write(stream, &proto::alive2_reply(highest, 1, 99))).await;
+        timed(write(stream, &proto::alive2_reply(highest, 1, 99))).await?;
+        return Err(EpmdError::Refused(1));
     };
     let reply = proto::alive2_reply(highest, 0, held.creation);
     timed(write(stream, &reply)).await?;
+    tracing::debug!(
+        name = held.name,
+        creation = held.creation,
+        "epmd: registered"
+    );
     match race(until_closed(stream), held.kick.notified()).await {
         First(closed) => closed,
         Second(()) => Ok(()), // stopped by STOP_REQ: close the connection
