@@ -4,7 +4,8 @@
 //!
 //! The EPMD API is crate-internal, so this test compiles the module's
 //! source itself (as `tests/tcp_echo.rs` does with its example); the
-//! imports at the root stand in for the crate items the module uses.
+//! imports at the root stand in for the crate items the module uses. (So
+//! the module's unit tests run in this binary too.)
 //!
 //! Everything runs in beamish processes; every listener is on port 0 (the
 //! real EPMD port is never touched) and every wait is bounded, with bounds
