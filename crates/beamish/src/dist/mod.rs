@@ -6,6 +6,7 @@
 //! connections and remote processes.
 
 mod atom;
+mod epmd;
 mod flags;
 #[allow(dead_code)] // used by connections, which land next
 mod frame;
