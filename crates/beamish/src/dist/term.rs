@@ -288,6 +288,14 @@ impl Term {
         }
     }
 
+    /// The fun of a [`Term::Fun`].
+    pub fn as_fun(&self) -> Option<&Fun> {
+        match self {
+            Term::Fun(f) => Some(f),
+            _ => None,
+        }
+    }
+
     /// True for the empty list in any of its forms.
     pub fn is_nil(&self) -> bool {
         match self {
@@ -741,7 +749,9 @@ from_tuple!(A, B, C, D, E, F, G, H);
 
 impl fmt::Display for Term {
     /// Erlang syntax, as `io:format("~w", [T])` prints it, except that
-    /// pids, references and funs use this crate's own notation.
+    /// pids, references and funs use this crate's own notation, atoms keep
+    /// their Unicode characters, and maps always print in key order (OTP
+    /// prints maps of more than 32 keys in hash order).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         format::write(self, f)
     }

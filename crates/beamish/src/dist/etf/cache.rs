@@ -55,7 +55,11 @@ impl AtomCache {
         let flags = c.slice(n / 2 + 1)?;
         let nibble = |i: usize| -> u8 {
             let byte = flags.get(i / 2).copied().unwrap_or(0);
-            if i.is_multiple_of(2) { byte & 0x0F } else { byte >> 4 }
+            if i.is_multiple_of(2) {
+                byte & 0x0F
+            } else {
+                byte >> 4
+            }
         };
         let long_atoms = nibble(n) & 1 != 0;
         refs.reserve(n);

@@ -11,8 +11,9 @@ enum P<'a> {
     Str(&'static str),
     /// Elements of a tuple (or fun) after the first: `,e` each.
     Seq(&'a [Term], bool),
-    /// Pairs of a map: `k => v`, comma-separated.
-    Pairs(&'a [(Term, Term)], bool),
+    /// Pairs of a map: `k => v`, comma-separated, last pair first (they
+    /// are popped from the end).
+    Pairs(Vec<&'a (Term, Term)>, bool),
     /// The rest of a list after an element: `,e...`, `|tail` or nothing.
     ListRest(X<'a>),
 }
@@ -31,12 +32,12 @@ pub(super) fn write(t: &Term, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                     stack.push(P::X(X::T(head)));
                 }
             }
-            P::Pairs(pairs, first) => {
-                if let Some(((k, v), rest)) = pairs.split_first() {
+            P::Pairs(mut pairs, first) => {
+                if let Some((k, v)) = pairs.pop() {
                     if !first {
                         f.write_char(',')?;
                     }
-                    stack.push(P::Pairs(rest, false));
+                    stack.push(P::Pairs(pairs, false));
                     stack.push(P::X(X::T(v)));
                     stack.push(P::Str(" => "));
                     stack.push(P::X(X::T(k)));
@@ -82,9 +83,16 @@ pub(super) fn write(t: &Term, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                     stack.push(P::Seq(items, true));
                 }
                 Shape::Map(pairs) => {
+                    // In key order, so that equal maps print alike (and as
+                    // OTP prints maps of up to 32 keys).
                     f.write_str("#{")?;
                     stack.push(P::Str("}"));
-                    stack.push(P::Pairs(pairs, true));
+                    let mut sorted: Vec<&(Term, Term)> = pairs.iter().collect();
+                    if !pairs.is_sorted_by(|a, b| a.0 < b.0) {
+                        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                    }
+                    sorted.reverse();
+                    stack.push(P::Pairs(sorted, true));
                 }
                 Shape::Nil => f.write_str("[]")?,
                 Shape::Cons(head, rest) => {
