@@ -13,7 +13,7 @@ mod atom;
 pub mod etf;
 pub(crate) mod remote;
 #[cfg(feature = "serde")]
-mod serde;
+pub mod serde;
 mod term;
 
 #[cfg(feature = "serde")]

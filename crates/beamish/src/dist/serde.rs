@@ -457,9 +457,11 @@ impl<'de> TermDeserializer<'de> {
     fn int<V: Visitor<'de>>(&self, visitor: V) -> Result<V::Value> {
         match self.term {
             Term::Int(i) => visitor.visit_i64(*i),
-            Term::Big(b) => match (b.to_i128(), b.to_u128()) {
-                (Some(i), _) => visitor.visit_i128(i),
-                (None, Some(u)) => visitor.visit_u128(u),
+            // Visitors of u64 take no i128: offer the narrowest type.
+            Term::Big(b) => match (b.to_u128(), b.to_i128()) {
+                (Some(u), _) if u <= u128::from(u64::MAX) => visitor.visit_u64(u as u64),
+                (_, Some(i)) => visitor.visit_i128(i),
+                (Some(u), None) => visitor.visit_u128(u),
                 _ => Err(SerdeError(format!("integer {b} is too large"))),
             },
             _ => Err(self.unexpected(&visitor)),
@@ -867,5 +869,225 @@ impl<'de> VariantAccess<'de> for Variant<'de> {
                 self.tag
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use ::serde::{Deserialize, Serialize};
+    use bytes::Bytes;
+
+    use super::*;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Person {
+        name: String,
+        age: u32,
+        email: Option<String>,
+        tags: Vec<String>,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    #[serde(rename_all = "snake_case")]
+    enum Msg {
+        Ping,
+        Echo(String),
+        Move(i32, i32),
+        Resize { width: u16, height: u16 },
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Pair(i64, bool);
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Meters(f64);
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Marker;
+
+    /// Bytes serialised as bytes (what `serde_bytes` does).
+    #[derive(Debug, PartialEq)]
+    struct Blob(Vec<u8>);
+
+    impl Serialize for Blob {
+        fn serialize<S: ser::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            s.serialize_bytes(&self.0)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Blob {
+        fn deserialize<D: de::Deserializer<'de>>(d: D) -> std::result::Result<Blob, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Blob;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("bytes")
+                }
+                fn visit_bytes<E: de::Error>(self, v: &[u8]) -> std::result::Result<Blob, E> {
+                    Ok(Blob(v.to_vec()))
+                }
+                fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> std::result::Result<Blob, E> {
+                    Ok(Blob(v))
+                }
+            }
+            d.deserialize_bytes(V)
+        }
+    }
+
+    /// `value` maps to the term printed as `shown`, survives the external
+    /// format, and comes back equal.
+    fn round_trip<T>(value: &T, shown: &str)
+    where
+        T: Serialize + for<'de> Deserialize<'de> + PartialEq + fmt::Debug,
+    {
+        let t = to_term(value).unwrap();
+        assert_eq!(t.to_string(), shown);
+        let wire = Term::decode(&t.encode()).unwrap();
+        assert_eq!(wire, t);
+        let back: T = from_term(&wire).unwrap();
+        assert_eq!(&back, value);
+    }
+
+    #[test]
+    fn structs_are_maps_with_atom_keys() {
+        round_trip(
+            &Person {
+                name: "Ada".into(),
+                age: 36,
+                email: None,
+                tags: vec!["x".into()],
+            },
+            "#{age => 36,email => undefined,name => <<65,100,97>>,tags => [<<120>>]}",
+        );
+        let t = to_term(&Person {
+            name: "Bo".into(),
+            age: 1,
+            email: Some("b@x".into()),
+            tags: vec![],
+        })
+        .unwrap();
+        assert_eq!(
+            t.map_get(&Term::atom("email").unwrap()).unwrap().as_str(),
+            Some("b@x")
+        );
+        assert!(t.map_get(&Term::atom("tags").unwrap()).unwrap().is_nil());
+    }
+
+    #[test]
+    fn enums_are_atoms_and_tagged_tuples() {
+        round_trip(&Msg::Ping, "ping");
+        round_trip(&Msg::Echo("hi".into()), "{echo,<<104,105>>}");
+        round_trip(&Msg::Move(-1, 2), "{move,-1,2}");
+        round_trip(
+            &Msg::Resize {
+                width: 3,
+                height: 4,
+            },
+            "{resize,#{height => 4,width => 3}}",
+        );
+        round_trip(&vec![Msg::Ping, Msg::Move(0, 0)], "[ping,{move,0,0}]");
+    }
+
+    #[test]
+    fn tuples_units_and_newtypes() {
+        round_trip(&(1u8, "a".to_string(), true), "{1,<<97>>,true}");
+        round_trip(&Pair(-5, false), "{-5,false}");
+        round_trip(&Meters(1.5), "1.5");
+        round_trip(&(), "{}");
+        round_trip(&Marker, "{}");
+        round_trip(&Some(()), "{}");
+        round_trip(&None::<()>, "undefined");
+        round_trip(&Some(7u64), "7");
+    }
+
+    #[test]
+    fn scalars() {
+        round_trip(&true, "true");
+        round_trip(&'λ', "<<206,187>>");
+        round_trip(&"é".to_string(), "<<195,169>>");
+        round_trip(&Blob(vec![0, 255]), "<<0,255>>");
+        round_trip(&u64::MAX, "18446744073709551615");
+        round_trip(&i128::MIN, &i128::MIN.to_string());
+        round_trip(&u128::MAX, &u128::MAX.to_string());
+        round_trip(&-0.25f64, "-0.25");
+        round_trip(&vec![1u8, 2], "[1,2]");
+        let mut m = BTreeMap::new();
+        m.insert(1i32, "one".to_string());
+        m.insert(2, "two".to_string());
+        round_trip(&m, "#{1 => <<111,110,101>>,2 => <<116,119,111>>}");
+    }
+
+    #[test]
+    fn decoding_is_lenient_where_erlang_is_loose() {
+        // Strings as atoms or charlists, borrowed where possible.
+        let atom = Term::atom("hello").unwrap();
+        assert_eq!(from_term::<String>(&atom).unwrap(), "hello");
+        let chars = Term::ByteList(Bytes::from_static(b"abc"));
+        assert_eq!(from_term::<String>(&chars).unwrap(), "abc");
+        let bin = Term::from("borrowed");
+        let s: &str = from_term(&bin).unwrap();
+        assert_eq!(s, "borrowed");
+        // Elixir's nil is None.
+        assert_eq!(
+            from_term::<Option<u8>>(&Term::atom("nil").unwrap()).unwrap(),
+            None
+        );
+        // A struct with binary keys (an Elixir map with string keys).
+        let m = Term::map(vec![
+            (Term::from("width"), Term::Int(1)),
+            (Term::from("height"), Term::Int(2)),
+        ]);
+        let r: Msg = from_term(&Term::from((Term::atom("resize").unwrap(), m))).unwrap();
+        assert_eq!(
+            r,
+            Msg::Resize {
+                width: 1,
+                height: 2
+            }
+        );
+        // A sequence from a tuple, a float from an integer.
+        assert_eq!(from_term::<Vec<i32>>(&Term::from((1, 2))).unwrap(), [1, 2]);
+        assert_eq!(from_term::<f64>(&Term::Int(3)).unwrap(), 3.0);
+    }
+
+    #[test]
+    fn mismatches_are_errors() {
+        let e = from_term::<u8>(&Term::Int(300)).unwrap_err();
+        assert!(e.to_string().contains("300"), "{e}");
+        let e = from_term::<String>(&Term::Int(1)).unwrap_err();
+        assert!(e.to_string().contains("an integer"), "{e}");
+        assert!(from_term::<Msg>(&Term::atom("nope").unwrap()).is_err());
+        assert!(from_term::<(u8, u8)>(&Term::from((1, 2, 3))).is_err());
+        assert!(from_term::<Person>(&Term::Nil).is_err());
+        assert!(from_term::<bool>(&Term::atom("yes").unwrap()).is_err());
+        // Atoms are never created by decoding: unknown variants fail.
+        assert!(from_term::<Msg>(&Term::from("zzz_not_a_variant")).is_err());
+    }
+
+    #[test]
+    fn depth_is_limited() {
+        let mut t = Term::Int(1);
+        for _ in 0..MAX_DEPTH + 10 {
+            t = Term::List(vec![t]);
+        }
+        #[derive(Deserialize, Debug)]
+        #[serde(untagged)]
+        #[allow(dead_code)]
+        enum Nested {
+            Leaf(i64),
+            List(Vec<Nested>),
+        }
+        let e = from_term::<Nested>(&t).unwrap_err();
+        assert!(!e.to_string().is_empty());
+        let ok = {
+            let mut t = Term::Int(1);
+            for _ in 0..MAX_DEPTH / 2 {
+                t = Term::List(vec![t]);
+            }
+            t
+        };
+        assert!(from_term::<Nested>(&ok).is_ok());
     }
 }

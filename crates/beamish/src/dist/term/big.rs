@@ -19,7 +19,7 @@ use std::fmt;
 /// assert_eq!(b.magnitude(), &[0xFF; 16]);
 /// assert_eq!(b.to_string(), u128::MAX.to_string());
 /// assert_eq!(u128::try_from(&b), Ok(u128::MAX));
-/// assert_eq!(BigInt::new(true, vec![0, 0]), BigInt::from(0));
+/// assert_eq!(BigInt::new(true, vec![0, 0]), BigInt::from(0i64));
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct BigInt {
