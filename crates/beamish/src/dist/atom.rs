@@ -231,11 +231,21 @@ impl Atom {
         table().next.load(Ordering::Relaxed) as usize
     }
 
-    /// True when Erlang prints the atom without quotes.
+    /// True when Erlang prints the atom without quotes: a lowercase letter
+    /// then letters, digits, `_` and `@` (Latin-1 letters count, as in
+    /// `erl_scan`), and not a reserved word.
     fn is_bare(name: &str) -> bool {
+        const RESERVED: &[&str] = &[
+            "after", "and", "andalso", "band", "begin", "bnot", "bor", "bsl", "bsr", "bxor",
+            "case", "catch", "cond", "div", "end", "fun", "if", "let", "not", "of", "or", "orelse",
+            "receive", "rem", "try", "when", "xor",
+        ];
+        let lower = |c: char| c.is_ascii_lowercase() || ('ß'..='ÿ').contains(&c) && c != '÷';
+        let upper = |c: char| c.is_ascii_uppercase() || ('À'..='Þ').contains(&c) && c != '×';
         let mut chars = name.chars();
-        matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '@')
+        matches!(chars.next(), Some(c) if lower(c))
+            && chars.all(|c| lower(c) || upper(c) || c.is_ascii_digit() || c == '_' || c == '@')
+            && !RESERVED.contains(&name)
     }
 }
 
@@ -281,6 +291,20 @@ mod tests {
         assert_eq!(Atom::new("noconnection").unwrap(), Atom::NOCONNECTION);
         assert_eq!(Atom::EMPTY.to_string(), "''");
         assert_eq!(Atom::GEN_CALL.to_string(), "'$gen_call'");
+        // As OTP 25's `~w`: Latin-1 letters are bare, reserved words quoted.
+        for (name, shown) in [
+            ("héllo", "héllo"),
+            ("aÀ", "aÀ"),
+            ("a×", "'a×'"),
+            ("Àb", "'Àb'"),
+            ("cond", "'cond'"),
+            ("and", "'and'"),
+            ("maybe", "maybe"),
+            ("a.b", "'a.b'"),
+            ("λ", "'λ'"),
+        ] {
+            assert_eq!(Atom::new(name).unwrap().to_string(), shown);
+        }
         for (i, name) in PREDEFINED.iter().enumerate() {
             assert_eq!(Atom::new(name).unwrap().index() as usize, i);
         }

@@ -1,19 +1,44 @@
 //! Distribution: the Erlang distribution protocol, so that a beamish node
 //! joins an Erlang/Elixir cluster and beamish nodes cluster with each other.
 //!
-//! This module is built piece by piece (see `docs/DISTRIBUTION_PLAN.md`):
-//! atoms first, then terms and their external format, EPMD, the handshake,
-//! connections and remote processes.
+//! - [`Term`]: an Erlang term, with Erlang's equality and order;
+//! - [`etf`]: the external term format ([`Term::encode`], [`Term::decode`]);
+//! - [`to_term`]/[`from_term`] (feature `serde`): Rust values to terms and back;
+//! - [`start`]: makes this OS process a node; then a remote [`Pid`](crate::Pid)
+//!   is used like a local one (`send` a [`Term`], `link`, `monitor`,
+//!   `exit`), and [`send_named`], [`nodes`], [`monitor_node`] and
+//!   [`monitor_nodes`] work as in Erlang.
 
 mod atom;
+mod connection;
+mod control;
 mod epmd;
+pub mod etf;
 mod flags;
-#[allow(dead_code)] // used by connections, which land next
 mod frame;
 mod handshake;
-#[allow(dead_code)] // used by the codec and connections, which land next
+mod node;
 pub(crate) mod remote;
+#[cfg(feature = "serde")]
+pub mod serde;
+mod term;
 
+#[cfg(feature = "serde")]
+pub use self::serde::{SerdeError, from_term, to_term};
 pub use atom::{Atom, AtomError, MAX_ATOM_CHARS, MAX_ATOMS};
+pub use etf::{DecodeError, DecodeLimits, EncodeError};
 pub use flags::DistFlags;
+pub use node::{
+    NodeConfig, NodeDown, NodeInfo, NodeUp, monitor_node, monitor_nodes, nodes, send_named, start,
+    this_node,
+};
 pub use remote::{ExtPort, ExtRef, MAX_REMOTE_PIDS, RemoteError, WirePid};
+pub use term::{BigInt, Fun, OutOfRange, Term};
+
+pub(crate) use node::deliver_remote;
+
+/// The pid signals come from when sent from outside any process: the
+/// node's runtime's own pid.
+pub(crate) fn runtime_pid() -> Option<crate::Pid> {
+    node::state().map(|s| s.handle.runtime_pid())
+}

@@ -112,6 +112,7 @@ pub(crate) fn this_node() -> (Atom, u32) {
 /// Sets this node's name and creation (when distribution starts or EPMD
 /// hands out a new creation). Pids made under an older creation become
 /// remote pids of an old incarnation: they reach no process.
+#[allow(dead_code)] // used by the connection layer, which lands next
 pub(crate) fn set_this_node(node: Atom, creation: u32) {
     THIS.store(pack_this(node, creation), Ordering::Release);
 }
@@ -178,6 +179,7 @@ fn remote_pid(bits: u64) -> Pid {
 }
 
 /// How many remote pids exist (for a connection's budget of new ones).
+#[allow(dead_code)] // used by the connection layer, which lands next
 pub(crate) fn remote_pid_count() -> usize {
     interned().next.load(Ordering::Relaxed) as usize
 }
@@ -195,6 +197,25 @@ pub(crate) fn pid_from_wire(w: WirePid) -> Result<Pid, RemoteError> {
         }
     }
     interned().intern(w)
+}
+
+/// The pid a wire pid names if that needs no new table entry: a local pid,
+/// or a remote pid that is interned already. `None` when
+/// [`pid_from_wire`] would intern it (a decoder budgets those).
+pub(crate) fn lookup_pid(w: WirePid) -> Option<Pid> {
+    let (node, creation) = this_node();
+    if w.node == node && w.creation == creation {
+        let bits = u64::from(w.id) | (u64::from(w.serial) << 32);
+        if bits >> TAG_SHIFT == 0
+            && let Some(pid) = Pid::from_bits(bits)
+        {
+            return Some(pid);
+        }
+    }
+    interned().shards[shard(&w)]
+        .read()
+        .get(&w)
+        .map(|&bits| remote_pid(bits))
 }
 
 /// How `pid` goes on the wire.
@@ -215,6 +236,7 @@ pub(crate) fn pid_to_wire(pid: Pid) -> WirePid {
 }
 
 /// True for a pid of another node (or of an older incarnation of this one).
+#[allow(dead_code)] // used by the connection layer, which lands next
 pub(crate) fn is_remote(pid: Pid) -> bool {
     pid.to_bits() >> TAG_SHIFT != 0
 }
