@@ -1,7 +1,8 @@
-//! The `beamish` command: benchmarks of the beamish runtime (and, later,
-//! nodes and an observer).
+//! The `beamish` command: benchmarks of the beamish runtime, and a
+//! distributed node.
 
 mod bench;
+mod node;
 
 use std::process::ExitCode;
 
@@ -28,11 +29,15 @@ enum Command {
     /// side of `bench`).
     #[command(name = "bench-one", hide = true)]
     BenchOne(bench::OneOpts),
+    /// Runs a distributed node (Erlang's distribution protocol) with the
+    /// `echo` service; prints `ready` once it accepts connections.
+    Node(node::NodeOpts),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Bench(opts) => bench::main(opts),
         Command::BenchOne(opts) => bench::one(opts),
+        Command::Node(opts) => node::main(opts),
     }
 }

@@ -41,6 +41,9 @@ pub enum Reason {
     Panic(Arc<str>),
     /// Any other reason, like Erlang's `exit(boom)`.
     Other(Arc<str>),
+    /// Any other Erlang term, such as `{crashed, Ref}` from another node.
+    #[cfg(feature = "dist")]
+    Term(Arc<crate::dist::Term>),
 }
 
 impl Reason {
@@ -93,6 +96,76 @@ impl fmt::Display for Reason {
             Reason::NoConnection => f.write_str("noconnection"),
             Reason::Panic(m) => write!(f, "{{panic,{m:?}}}"),
             Reason::Other(r) => f.write_str(r),
+            #[cfg(feature = "dist")]
+            Reason::Term(t) => write!(f, "{t}"),
+        }
+    }
+}
+
+#[cfg(feature = "dist")]
+impl Reason {
+    /// The reason an Erlang term stands for: the atoms with a meaning get
+    /// their variants, any other atom is [`Reason::Other`], `{shutdown, A}`
+    /// is [`Reason::ShutdownWith`], and anything else is [`Reason::Term`].
+    ///
+    /// ```
+    /// use beamish::Reason;
+    /// use beamish::dist::{Atom, Term};
+    /// let t = Term::Atom(Atom::new("boom").unwrap());
+    /// assert_eq!(Reason::from_term(t.clone()), Reason::other("boom"));
+    /// assert_eq!(Reason::from_term(t.clone()).to_term(), t);
+    /// ```
+    pub fn from_term(t: crate::dist::Term) -> Reason {
+        use crate::dist::{Atom, Term};
+        match &t {
+            Term::Atom(a) => match *a {
+                Atom::NORMAL => Reason::Normal,
+                Atom::KILL => Reason::Kill,
+                Atom::KILLED => Reason::Killed,
+                Atom::SHUTDOWN => Reason::Shutdown,
+                Atom::NOPROC => Reason::NoProc,
+                Atom::NOCONNECTION => Reason::NoConnection,
+                a => Reason::Other(a.as_str().into()),
+            },
+            Term::Tuple(e) => match &e[..] {
+                [Term::Atom(Atom::SHUTDOWN), Term::Atom(d)] => {
+                    Reason::ShutdownWith(d.as_str().into())
+                }
+                [Term::Atom(Atom::PANIC), Term::Binary(m)] => match std::str::from_utf8(m) {
+                    Ok(m) => Reason::Panic(m.into()),
+                    Err(_) => Reason::Term(Arc::new(t)),
+                },
+                _ => Reason::Term(Arc::new(t)),
+            },
+            _ => Reason::Term(Arc::new(t)),
+        }
+    }
+
+    /// The Erlang term for this reason (the inverse of
+    /// [`Reason::from_term`]): a panic is `{panic, <<Message>>}`, and a text
+    /// that cannot be an atom (over 255 characters) a binary.
+    pub fn to_term(&self) -> crate::dist::Term {
+        use crate::dist::{Atom, Term};
+        let atom_or_binary = |s: &str| match Atom::new(s) {
+            Ok(a) => Term::Atom(a),
+            Err(_) => Term::Binary(bytes::Bytes::copy_from_slice(s.as_bytes())),
+        };
+        match self {
+            Reason::Normal => Term::Atom(Atom::NORMAL),
+            Reason::Kill => Term::Atom(Atom::KILL),
+            Reason::Killed => Term::Atom(Atom::KILLED),
+            Reason::Shutdown => Term::Atom(Atom::SHUTDOWN),
+            Reason::ShutdownWith(d) => {
+                Term::Tuple(vec![Term::Atom(Atom::SHUTDOWN), atom_or_binary(d)])
+            }
+            Reason::NoProc => Term::Atom(Atom::NOPROC),
+            Reason::NoConnection => Term::Atom(Atom::NOCONNECTION),
+            Reason::Panic(m) => Term::Tuple(vec![
+                Term::Atom(Atom::PANIC),
+                Term::Binary(bytes::Bytes::copy_from_slice(m.as_bytes())),
+            ]),
+            Reason::Other(r) => atom_or_binary(r),
+            Reason::Term(t) => (**t).clone(),
         }
     }
 }

@@ -297,12 +297,6 @@ impl Reader {
         }
         Ok(refs)
     }
-
-    /// New atoms this peer has made so far (for the connection's budget of
-    /// atoms made while decoding terms).
-    pub(crate) fn atoms_made(&mut self) -> &mut usize {
-        &mut self.atoms_made
-    }
 }
 
 fn take_u8(b: &mut Bytes) -> Result<u8, FrameError> {

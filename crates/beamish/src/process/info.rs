@@ -169,6 +169,9 @@ fn request(pid: Pid) -> Request {
 
 fn status_anywhere(pid: Pid) -> Option<Status> {
     let guard = crossbeam_epoch::pin();
+    if pid.is_remote() {
+        return None;
+    }
     let shared = crate::runtime::lookup(pid.runtime(), &guard)?;
     let h = shared.table.get(pid, &guard)?;
     Some(status_of(h.state.load()))

@@ -130,6 +130,9 @@ impl Registry {
 /// # }).unwrap();
 /// ```
 pub fn register(name: impl Into<Arc<str>>, pid: Pid) -> Result<(), Error> {
+    if pid.is_remote() {
+        return Err(Error::NoProc(pid));
+    }
     let guard = crossbeam_epoch::pin();
     let shared = runtime::lookup(pid.runtime(), &guard).ok_or(Error::NoProc(pid))?;
     context::consume(1);

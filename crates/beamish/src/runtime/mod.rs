@@ -90,6 +90,12 @@ pub(crate) fn current_shared<'a>(what: &str) -> &'a Shared {
 
 /// Sends a node to a pid of any runtime of this OS process.
 pub(crate) fn deliver(to: Pid, node: NodeBox) -> Result<(), NodeBox> {
+    if to.is_remote() {
+        #[cfg(feature = "dist")]
+        return crate::dist::deliver_remote(to, node);
+        #[cfg(not(feature = "dist"))]
+        return Err(node);
+    }
     if let Some(core) = context::core()
         && core.shared.id == to.runtime()
     {
@@ -672,6 +678,22 @@ pub struct Handle {
 }
 
 impl Handle {
+    /// The handle of the runtime running the calling thread's process, if
+    /// the caller is a scheduler thread.
+    #[cfg_attr(not(feature = "dist"), allow(dead_code))]
+    pub(crate) fn current() -> Option<Handle> {
+        context::core().map(|core| Handle {
+            shared: core.shared.clone(),
+        })
+    }
+
+    /// The runtime's own pid (the sender of signals from outside any
+    /// process).
+    #[cfg_attr(not(feature = "dist"), allow(dead_code))]
+    pub(crate) fn runtime_pid(&self) -> Pid {
+        self.shared.table.runtime_pid()
+    }
+
     /// Spawns a process from outside the runtime.
     pub fn spawn<F>(&self, future: F) -> Result<Pid, Error>
     where

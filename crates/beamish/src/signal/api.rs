@@ -278,6 +278,11 @@ impl Pid {
         context::consume(1);
         let from = match try_current() {
             Some((h, _)) => h.pid,
+            #[cfg(feature = "dist")]
+            None if self.is_remote() => match crate::dist::runtime_pid() {
+                Some(pid) => pid,
+                None => return,
+            },
             None => {
                 let guard = crossbeam_epoch::pin();
                 match runtime::lookup(self.runtime(), &guard) {
@@ -296,8 +301,12 @@ impl Pid {
         );
     }
 
-    /// True while the process exists.
+    /// True while the process exists. Always false for a remote pid (ask
+    /// its node).
     pub fn is_alive(self) -> bool {
+        if self.is_remote() {
+            return false;
+        }
         let guard = crossbeam_epoch::pin();
         runtime::lookup(self.runtime(), &guard)
             .and_then(|shared| shared.table.get(self, &guard))

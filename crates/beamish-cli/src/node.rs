@@ -1,0 +1,86 @@
+//! `beamish node`: runs a distributed node that Erlang and beamish nodes can
+//! connect to, with the `echo` service of the interop contract registered.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use beamish::dist::{self, NodeConfig};
+use clap::Args;
+
+#[path = "../../beamish/examples/interop_node/echo.rs"]
+mod echo;
+
+/// Options of `beamish node`.
+#[derive(Args, Debug)]
+pub struct NodeOpts {
+    /// The node's name, `name@host` (a long name, such as `app@127.0.0.1`).
+    #[arg(long)]
+    name: String,
+    /// The cookie peers must know.
+    #[arg(long)]
+    cookie: String,
+    /// Erlang's net_ticktime in seconds: a silent peer is dropped after it.
+    #[arg(long, default_value_t = 60)]
+    ticktime: u64,
+    /// The EPMD port (default: ERL_EPMD_PORT, else 4369).
+    #[arg(long)]
+    epmd_port: Option<u16>,
+    /// Scheduler threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// Runs the node until the process is killed.
+pub fn main(opts: NodeOpts) -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+    let mut builder = beamish::Runtime::builder();
+    if let Some(n) = opts.threads {
+        builder = builder.worker_threads(n);
+    }
+    let rt = match builder.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("beamish node: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        let mut config = NodeConfig::new(opts.name, opts.cookie)
+            .net_ticktime(Duration::from_secs(opts.ticktime.max(1)));
+        if let Some(port) = opts.epmd_port {
+            config = config.epmd_port(port);
+        }
+        let info = dist::start(config).await?;
+        beamish::register("echo", beamish::spawn(echo::echo()))?;
+        tracing::info!(node = %info.name, creation = info.creation, port = info.port, "ready");
+        {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "ready");
+            let _ = out.flush();
+        }
+        loop {
+            let _ = beamish::receive::<()>().await;
+        }
+        #[allow(unreachable_code)]
+        Ok::<(), beamish::Error>(())
+    });
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("beamish node: {e}");
+            ExitCode::FAILURE
+        }
+        Err(reason) => {
+            eprintln!("beamish node: the node's root process ended: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}

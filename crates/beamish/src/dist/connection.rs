@@ -1,0 +1,832 @@
+//! The connection process: one per peer node, the only reader and writer of
+//! its socket.
+//!
+//! It waits on three things at once: its mailbox (what local processes send
+//! to the peer, as [`Out`] items), the socket becoming readable, and — while
+//! output is pending — the socket becoming writable. Everything read in one
+//! go is decoded and delivered before the next wait; everything queued is
+//! encoded into one buffer and written with as few system calls as the
+//! socket allows. Reads and writes never block each other, so two nodes
+//! that both send a lot cannot deadlock.
+//!
+//! The process also keeps what the protocol needs per connection: the links
+//! between local and remote processes (for `noconnection` when the
+//! connection is lost, and the `UNLINK_ID` handshake), the monitors in both
+//! directions, and the processes watching the node.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rustc_hash::{FxHashMap, FxHashSet};
+use tokio::net::TcpStream;
+
+use super::control::{self, Control, Proc, ReasonAt, op};
+use super::frame::{self, Reader};
+use super::handshake::{self, Peer as PeerInfo};
+use super::node::{NodeDown, NodeState, NodeUp, Peer, encode_body, noconnection_down, state};
+use super::term::Term;
+use super::{Atom, DistFlags, ExtRef, epmd, etf};
+use crate::mailbox::node::NodeBox;
+use crate::signal::{ExitKind, Signal};
+use crate::{Down, Pid, Reason, Ref, runtime};
+
+/// What local processes hand to a connection.
+pub(crate) enum Out {
+    /// A message; `payload` is the encoded term without its version byte.
+    Send {
+        from: Option<Pid>,
+        to: Pid,
+        payload: Vec<u8>,
+    },
+    /// A message to a registered name on the peer.
+    RegSend {
+        from: Option<Pid>,
+        name: Atom,
+        payload: Vec<u8>,
+    },
+    /// A signal to a remote process; `from` is the process that sent it.
+    Signal {
+        from: Option<Pid>,
+        to: Pid,
+        signal: Signal,
+    },
+    /// `monitor_node(Node, On)`.
+    MonitorNode { from: Pid, on: bool },
+    /// A socket the acceptor set up for this peer while we were connecting
+    /// to it ourselves, and the peer's name won.
+    Adopt(Box<(TcpStream, PeerInfo)>),
+    /// Another connection replaced this one (the peer restarted).
+    Replaced,
+}
+
+/// Answers a signal for a remote pid that cannot be delivered: a link gets
+/// an exit with `noconnection`, a monitor a `Down` with `noconnection`.
+pub(crate) fn refuse(to: Pid, signal: Signal, from: Option<Pid>) {
+    match signal {
+        Signal::Link { from } => {
+            let _ = crate::signal::send(
+                from,
+                Signal::Exit {
+                    from: to,
+                    reason: Reason::NoConnection,
+                    kind: ExitKind::Link,
+                },
+            );
+        }
+        Signal::Monitor { from, monitor } => {
+            let _ = crate::signal::send(from, Signal::Down(noconnection_down(to, monitor)));
+        }
+        Signal::Info(reply) => reply(None),
+        _ => {}
+    }
+    let _ = from;
+}
+
+/// Per-connection protocol state.
+#[derive(Default)]
+struct Tables {
+    /// Links between a local process (first) and a remote one (second).
+    links: FxHashSet<(Pid, Pid)>,
+    /// Our `UNLINK_ID`s not acknowledged yet, per link.
+    unlinking: FxHashMap<(Pid, Pid), u64>,
+    next_unlink_id: u64,
+    /// Monitors of remote processes by local ones: our ref → (local, remote).
+    monitors_out: FxHashMap<Ref, (Pid, Pid)>,
+    /// Monitors of local processes by remote ones: proxy ref → entry.
+    monitors_in: FxHashMap<Ref, InMonitor>,
+    /// The same, by (remote monitoring pid, its ref), for `DEMONITOR_P`.
+    monitors_in_by_ref: FxHashMap<(Pid, ExtRef), Ref>,
+    /// `monitor_node` watchers (one entry per call, as in Erlang).
+    node_monitors: Vec<Pid>,
+}
+
+struct InMonitor {
+    target: Pid,
+    watcher: Pid,
+    r: ExtRef,
+    name: Option<Atom>,
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+enum Ended {
+    Io(io::Error),
+    Closed,
+    TickTimeout,
+    Protocol(String),
+    OutputOverflow,
+    Replaced,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Io(e) => write!(f, "io error: {e}"),
+            Ended::Closed => f.write_str("closed by the peer"),
+            Ended::TickTimeout => f.write_str("no data from the peer within net_ticktime"),
+            Ended::Protocol(m) => write!(f, "protocol error: {m}"),
+            Ended::OutputOverflow => f.write_str("output queue over its limit"),
+            Ended::Replaced => f.write_str("replaced by a new connection"),
+        }
+    }
+}
+
+/// Outgoing bytes queued past this close the connection: `send` cannot
+/// wait, so a peer that stops reading must not grow memory without bound.
+const MAX_OUTPUT: usize = 1 << 30;
+/// Read at least this much at a time.
+const READ_CHUNK: usize = 64 * 1024;
+/// Items taken from the mailbox per turn, before reading again.
+const BATCH: usize = 256;
+
+// ------------------------------------------------------------------ set-up
+
+/// The process that `push` starts for a node we have no connection to:
+/// connects (EPMD look-up, then the handshake), then runs the connection.
+pub(crate) async fn connect(node: Atom) {
+    let Some(st) = state() else { return };
+    let attempt = async {
+        let (alive, host) = node
+            .as_str()
+            .split_once('@')
+            .ok_or_else(|| format!("bad node name {node}"))?;
+        let ip = resolve(host).await?;
+        let epmd_addr = SocketAddr::new(ip, st.config_epmd_port());
+        let entry = epmd::port_please(epmd_addr, alive)
+            .await
+            .map_err(|e| format!("EPMD look-up: {e}"))?
+            .ok_or_else(|| format!("{alive} is not registered with EPMD at {host}"))?;
+        let mut stream = TcpStream::connect(SocketAddr::new(ip, entry.port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let peer = handshake::initiate(
+            &mut stream,
+            &st.handshake_config(),
+            Some(node.as_str()),
+            || true,
+        )
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+        Ok::<_, String>((stream, peer))
+    };
+    let result = tokio::select! {
+        r = attempt => r,
+        adopt = crate::receive_if::<Out, _>(|o| matches!(o, Out::Adopt(_))) => match adopt {
+            Out::Adopt(b) => Ok(*b),
+            _ => Err("unexpected item".to_owned()),
+        },
+    };
+    match result {
+        Ok((stream, peer)) => run(st, node, stream, peer).await,
+        Err(why) => {
+            tracing::warn!(%node, "cannot connect: {why}");
+            finish(st, node, Tables::default()).await;
+        }
+    }
+}
+
+async fn resolve(host: &str) -> Result<std::net::IpAddr, String> {
+    if let Ok(ip) = host.parse() {
+        return Ok(ip);
+    }
+    tokio::net::lookup_host((host, 0))
+        .await
+        .map_err(|e| format!("resolve {host}: {e}"))?
+        .map(|a| a.ip())
+        .find(|ip| ip.is_ipv4())
+        .ok_or_else(|| format!("no IPv4 address for {host}"))
+}
+
+/// The process the acceptor starts for each incoming socket: the handshake,
+/// then the connection.
+pub(crate) async fn accepted(mut stream: TcpStream, addr: SocketAddr) {
+    let Some(st) = state() else { return };
+    let cfg = st.handshake_config();
+    let peer = match handshake::accept(&mut stream, &cfg, |name| st.decide(name)).await {
+        Ok(peer) => peer,
+        Err(e) => {
+            tracing::info!(%addr, "handshake refused: {e}");
+            return;
+        }
+    };
+    let Ok(node) = Atom::new(&peer.name) else {
+        tracing::warn!(%addr, "peer name is not a valid atom");
+        return;
+    };
+    let me = crate::self_pid();
+    {
+        let mut peers = st.peers.write();
+        match peers.get(&node) {
+            // We are connecting to it too (and its name won, or our attempt
+            // began after we said `ok`): our connecting process takes this
+            // socket, since its mailbox holds what is queued for the peer.
+            Some(p) if !p.up && p.conn != me => {
+                let conn = p.conn;
+                drop(peers);
+                let item = NodeBox::message(Out::Adopt(Box::new((stream, peer))));
+                if runtime::deliver(conn, item).is_err() {
+                    tracing::warn!(%node, "simultaneous connection lost");
+                }
+                return;
+            }
+            // A new incarnation of a node we still think is up.
+            Some(p) if p.conn != me => {
+                debug_assert!(p.up);
+                let _ = runtime::deliver(p.conn, NodeBox::message(Out::Replaced));
+                peers.insert(
+                    node,
+                    Peer {
+                        conn: me,
+                        up: false,
+                    },
+                );
+            }
+            Some(_) => {}
+            None => {
+                peers.insert(
+                    node,
+                    Peer {
+                        conn: me,
+                        up: false,
+                    },
+                );
+            }
+        }
+    }
+    run(st, node, stream, peer).await;
+}
+
+impl NodeState {
+    fn config_epmd_port(&self) -> u16 {
+        self.config
+            .epmd_port
+            .unwrap_or_else(|| epmd::epmd_addr().port())
+    }
+}
+
+// ---------------------------------------------------------------- the loop
+
+struct Conn<'a> {
+    st: &'a NodeState,
+    flags: DistFlags,
+    stream: TcpStream,
+    input: BytesMut,
+    output: BytesMut,
+    reader: Reader,
+    /// What the peer may still create: atoms and remote pids are never freed.
+    limits: etf::DecodeLimits,
+    tables: Tables,
+    last_read: Instant,
+    wrote_since_tick: bool,
+    next_seq: u64,
+}
+
+async fn run(st: &'static NodeState, node: Atom, stream: TcpStream, peer: PeerInfo) {
+    if let Some(p) = st.peers.write().get_mut(&node) {
+        p.up = true;
+    }
+    tracing::info!(%node, "connected");
+    let subscribers = st.subscribers.lock().clone();
+    for pid in subscribers {
+        pid.send(NodeUp { node });
+    }
+    let mut c = Conn {
+        st,
+        flags: peer.flags,
+        stream,
+        input: BytesMut::with_capacity(READ_CHUNK),
+        output: BytesMut::new(),
+        reader: Reader::new(frame::Limits {
+            max_message: st.config.max_message_size,
+            ..frame::Limits::default()
+        }),
+        limits: etf::DecodeLimits::default(),
+        tables: Tables::default(),
+        last_read: Instant::now(),
+        wrote_since_tick: false,
+        next_seq: 1,
+    };
+    let why = c.serve().await;
+    match &why {
+        Ended::Replaced | Ended::Closed => tracing::info!(%node, "connection down: {why}"),
+        _ => tracing::warn!(%node, "connection down: {why}"),
+    }
+    let Conn { tables, .. } = c;
+    finish(st, node, tables).await;
+}
+
+impl Conn<'_> {
+    async fn serve(&mut self) -> Ended {
+        let tick = self.st.config.net_ticktime / 4;
+        let mut next_tick = Instant::now() + tick;
+        loop {
+            if let Err(e) = self.flush() {
+                return e;
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                if self.last_read.elapsed() > self.st.config.net_ticktime {
+                    return Ended::TickTimeout;
+                }
+                if !self.wrote_since_tick {
+                    frame::write_tick(&mut self.output);
+                }
+                self.wrote_since_tick = false;
+                next_tick = now + tick;
+                continue;
+            }
+            let wait = next_tick - now;
+            let want_write = !self.output.is_empty();
+            tokio::select! {
+                biased;
+                r = self.stream.readable() => {
+                    if let Err(e) = r { return Ended::Io(e) }
+                    if let Err(e) = self.read().await { return e }
+                }
+                out = crate::receive::<Out>().timeout(wait) => {
+                    if let Some(out) = out {
+                        if let Err(e) = self.outgoing(out) { return e }
+                        for _ in 1..BATCH {
+                            match crate::receive::<Out>().timeout(Duration::ZERO).await {
+                                Some(out) => if let Err(e) = self.outgoing(out) { return e },
+                                None => break,
+                            }
+                        }
+                    }
+                }
+                w = self.stream.writable(), if want_write => {
+                    if let Err(e) = w { return Ended::Io(e) }
+                }
+            }
+        }
+    }
+
+    /// Writes as much pending output as the socket takes now.
+    fn flush(&mut self) -> Result<(), Ended> {
+        while !self.output.is_empty() {
+            match self.stream.try_write(&self.output) {
+                Ok(0) => return Err(Ended::Closed),
+                Ok(n) => {
+                    let _ = self.output.split_to(n);
+                    self.wrote_since_tick = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(Ended::Io(e)),
+            }
+        }
+        if self.output.len() > MAX_OUTPUT {
+            return Err(Ended::OutputOverflow);
+        }
+        Ok(())
+    }
+
+    /// Reads what the socket has and handles every complete frame.
+    async fn read(&mut self) -> Result<(), Ended> {
+        let mut budget = 16;
+        loop {
+            self.input.reserve(READ_CHUNK);
+            match self.stream.try_read_buf(&mut self.input) {
+                Ok(0) => return Err(Ended::Closed),
+                Ok(_) => self.last_read = Instant::now(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(Ended::Io(e)),
+            }
+            self.frames()?;
+            budget -= 1;
+            if budget == 0 {
+                // Let other processes run between large batches.
+                crate::yield_now().await;
+                budget = 16;
+            }
+        }
+        self.frames()
+    }
+
+    fn frames(&mut self) -> Result<(), Ended> {
+        loop {
+            let frame = match self.reader.next_frame(&mut self.input) {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(Ended::Protocol(e.to_string())),
+            };
+            let Some(frame) = frame else { continue }; // a tick
+            match self.reader.message(frame) {
+                Ok(Some(msg)) => self.incoming(msg)?,
+                Ok(None) => {}
+                Err(e) => return Err(Ended::Protocol(e.to_string())),
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ incoming
+
+    fn incoming(&mut self, msg: frame::Message) -> Result<(), Ended> {
+        let bad = |what: &str, e: etf::DecodeError| Ended::Protocol(format!("{what}: {e}"));
+        let (ctrl_term, pos) =
+            etf::decode_term_at(&msg.body, 0, msg.pass_through, &msg.refs, &mut self.limits)
+                .map_err(|e| bad("control message", e))?;
+        let ctrl = Control::parse(&ctrl_term).map_err(|e| Ended::Protocol(e.to_string()))?;
+        let (payload, end) = if ctrl.has_payload() {
+            let (t, end) = etf::decode_term_at(
+                &msg.body,
+                pos,
+                msg.pass_through,
+                &msg.refs,
+                &mut self.limits,
+            )
+            .map_err(|e| bad("payload", e))?;
+            (Some(t), end)
+        } else {
+            (None, pos)
+        };
+        if end != msg.body.len() {
+            return Err(Ended::Protocol("bytes after the message".into()));
+        }
+        let reason = |at: ReasonAt, payload: Option<Term>| match at {
+            ReasonAt::Inline(t) => Reason::from_term(t),
+            ReasonAt::Payload => Reason::from_term(payload.unwrap_or(Term::Nil)),
+        };
+        match ctrl {
+            Control::Send { to, .. } => {
+                if let Some(msg) = payload
+                    && !to.is_remote()
+                {
+                    to.send(msg);
+                }
+            }
+            Control::RegSend { name, .. } => {
+                if let Some(msg) = payload
+                    && let Some(pid) = self.st.handle.whereis(name.as_str())
+                {
+                    pid.send(msg);
+                }
+            }
+            Control::Link { from, to } => self.link_in(from, to),
+            Control::Exit {
+                from,
+                to,
+                reason: at,
+            } => {
+                self.tables.links.remove(&(to, from));
+                let reason = reason(at, payload);
+                self.signal_local(
+                    to,
+                    Signal::Exit {
+                        from,
+                        reason,
+                        kind: ExitKind::Link,
+                    },
+                );
+            }
+            Control::Exit2 {
+                from,
+                to,
+                reason: at,
+            } => {
+                let reason = reason(at, payload);
+                self.signal_local(
+                    to,
+                    Signal::Exit {
+                        from,
+                        reason,
+                        kind: ExitKind::Signal,
+                    },
+                );
+            }
+            Control::Unlink { from, to } => {
+                self.tables.links.remove(&(to, from));
+                self.signal_local(to, Signal::Unlink { from });
+            }
+            Control::UnlinkId { id, from, to } => {
+                // The acknowledgement goes out before the unlink takes effect.
+                self.control(control::tuple(
+                    op::UNLINK_ID_ACK,
+                    [Term::Int(id as i64), Term::Pid(to), Term::Pid(from)],
+                ));
+                self.tables.links.remove(&(to, from));
+                self.signal_local(to, Signal::Unlink { from });
+            }
+            Control::UnlinkIdAck { id, from, to } => {
+                if self.tables.unlinking.get(&(to, from)) == Some(&id) {
+                    self.tables.unlinking.remove(&(to, from));
+                }
+            }
+            Control::MonitorP { from, to, r } => self.monitor_in(from, to, r),
+            Control::DemonitorP { from, r, .. } => {
+                if let Some(proxy) = self.tables.monitors_in_by_ref.remove(&(from, r))
+                    && let Some(m) = self.tables.monitors_in.remove(&proxy)
+                {
+                    self.signal_local(m.target, Signal::Demonitor { monitor: proxy });
+                }
+            }
+            Control::MonitorPExit {
+                from,
+                to,
+                r,
+                reason: at,
+            } => {
+                let reason = reason(at, payload);
+                if let Some(mref) = r.to_local()
+                    && let Some((local, remote)) = self.tables.monitors_out.remove(&mref)
+                {
+                    let pid = match from {
+                        Proc::Pid(p) => p,
+                        Proc::Name(_) => remote,
+                    };
+                    debug_assert_eq!(local, to);
+                    self.signal_local(
+                        local,
+                        Signal::Down(Down {
+                            monitor: mref,
+                            pid,
+                            reason,
+                        }),
+                    );
+                }
+            }
+            Control::SpawnRequest { req_id, from } => {
+                self.control(control::tuple(
+                    op::SPAWN_REPLY,
+                    [
+                        req_id,
+                        Term::Pid(from),
+                        Term::Int(0),
+                        Term::Atom(Atom::NOTSUP),
+                    ],
+                ));
+            }
+            // ALIAS is not advertised; a peer that sends one anyway reaches
+            // nobody, as a send to a dead alias.
+            Control::AliasSend { .. } | Control::Ignored => {}
+        }
+        Ok(())
+    }
+
+    /// Delivers a signal to a local process; false if it does not exist.
+    fn signal_local(&mut self, to: Pid, signal: Signal) -> bool {
+        !to.is_remote() && crate::signal::send(to, signal).is_ok()
+    }
+
+    fn link_in(&mut self, from: Pid, to: Pid) {
+        if self.tables.unlinking.contains_key(&(to, from)) {
+            return; // our unlink is on its way: the link is gone
+        }
+        if self.signal_local(to, Signal::Link { from }) {
+            self.tables.links.insert((to, from));
+        } else {
+            self.exit_out(to, from, &Reason::NoProc, ExitKind::Link);
+        }
+    }
+
+    fn monitor_in(&mut self, from: Pid, to: Proc, r: ExtRef) {
+        let (target, name) = match to {
+            Proc::Pid(p) => (Some(p).filter(|p| !p.is_remote()), None),
+            Proc::Name(n) => (self.st.handle.whereis(n.as_str()), Some(n)),
+        };
+        let proxy = Ref::new();
+        let delivered = target.is_some_and(|t| {
+            self.signal_local(
+                t,
+                Signal::Monitor {
+                    from,
+                    monitor: proxy,
+                },
+            )
+        });
+        match target {
+            Some(target) if delivered => {
+                self.tables.monitors_in.insert(
+                    proxy,
+                    InMonitor {
+                        target,
+                        watcher: from,
+                        r,
+                        name,
+                    },
+                );
+                self.tables.monitors_in_by_ref.insert((from, r), proxy);
+            }
+            _ => {
+                let who = match (to, name) {
+                    (_, Some(n)) => Term::Atom(n),
+                    (Proc::Pid(p), None) => Term::Pid(p),
+                    (Proc::Name(n), None) => Term::Atom(n),
+                };
+                self.monitor_exit_out(who, from, r, &Reason::NoProc);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ outgoing
+
+    fn outgoing(&mut self, out: Out) -> Result<(), Ended> {
+        match out {
+            Out::Send { from, to, payload } => {
+                let ctrl = match from {
+                    Some(from) if self.flags.contains(DistFlags::SEND_SENDER) => {
+                        control::tuple(op::SEND_SENDER, [Term::Pid(from), Term::Pid(to)])
+                    }
+                    _ => control::tuple(op::SEND, [Term::Atom(Atom::EMPTY), Term::Pid(to)]),
+                };
+                self.message(&ctrl, &payload);
+            }
+            Out::RegSend {
+                from,
+                name,
+                payload,
+            } => {
+                let from = from.map(Term::Pid).unwrap_or(Term::Atom(Atom::UNDEFINED));
+                let ctrl = control::tuple(
+                    op::REG_SEND,
+                    [from, Term::Atom(Atom::EMPTY), Term::Atom(name)],
+                );
+                self.message(&ctrl, &payload);
+            }
+            Out::Signal { from, to, signal } => self.signal_out(from, to, signal),
+            Out::MonitorNode { from, on: true } => self.tables.node_monitors.push(from),
+            Out::MonitorNode { from, on: false } => {
+                if let Some(i) = self.tables.node_monitors.iter().position(|p| *p == from) {
+                    self.tables.node_monitors.swap_remove(i);
+                }
+            }
+            Out::Adopt(_) => {} // already connected: the extra socket closes
+            Out::Replaced => return Err(Ended::Replaced),
+        }
+        if self.output.len() >= READ_CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn signal_out(&mut self, from: Option<Pid>, to: Pid, signal: Signal) {
+        match signal {
+            Signal::Link { from } => {
+                self.tables.unlinking.remove(&(from, to));
+                self.tables.links.insert((from, to));
+                self.control(control::tuple(op::LINK, [Term::Pid(from), Term::Pid(to)]));
+            }
+            Signal::Unlink { from } => {
+                self.tables.links.remove(&(from, to));
+                if self.flags.contains(DistFlags::UNLINK_ID) {
+                    self.tables.next_unlink_id += 1;
+                    let id = self.tables.next_unlink_id;
+                    self.tables.unlinking.insert((from, to), id);
+                    self.control(control::tuple(
+                        op::UNLINK_ID,
+                        [Term::Int(id as i64), Term::Pid(from), Term::Pid(to)],
+                    ));
+                } else {
+                    self.control(control::tuple(op::UNLINK, [Term::Pid(from), Term::Pid(to)]));
+                }
+            }
+            Signal::Exit { from, reason, kind } => {
+                if kind == ExitKind::Link {
+                    self.tables.links.remove(&(from, to));
+                }
+                self.exit_out(from, to, &reason, kind);
+            }
+            Signal::Monitor { from, monitor } => {
+                self.tables.monitors_out.insert(monitor, (from, to));
+                self.control(control::tuple(
+                    op::MONITOR_P,
+                    [
+                        Term::Pid(from),
+                        Term::Pid(to),
+                        Term::Ref(ExtRef::from(monitor)),
+                    ],
+                ));
+            }
+            Signal::Demonitor { monitor } => {
+                if let Some((local, remote)) = self.tables.monitors_out.remove(&monitor) {
+                    self.control(control::tuple(
+                        op::DEMONITOR_P,
+                        [
+                            Term::Pid(local),
+                            Term::Pid(remote),
+                            Term::Ref(ExtRef::from(monitor)),
+                        ],
+                    ));
+                }
+                let _ = from;
+            }
+            Signal::Down(down) => {
+                if let Some(m) = self.tables.monitors_in.remove(&down.monitor) {
+                    self.tables.monitors_in_by_ref.remove(&(m.watcher, m.r));
+                    let who = m.name.map(Term::Atom).unwrap_or(Term::Pid(down.pid));
+                    self.monitor_exit_out(who, to, m.r, &down.reason);
+                }
+            }
+            Signal::Info(reply) => reply(None),
+        }
+    }
+
+    fn exit_out(&mut self, from: Pid, to: Pid, reason: &Reason, kind: ExitKind) {
+        let reason = reason.to_term();
+        let (payload_op, old_op) = match kind {
+            ExitKind::Link => (op::PAYLOAD_EXIT, op::EXIT),
+            _ => (op::PAYLOAD_EXIT2, op::EXIT2),
+        };
+        if self.flags.contains(DistFlags::EXIT_PAYLOAD) {
+            let ctrl = control::tuple(payload_op, [Term::Pid(from), Term::Pid(to)]);
+            self.message(&ctrl, &encode_body(&reason));
+        } else {
+            self.control(control::tuple(
+                old_op,
+                [Term::Pid(from), Term::Pid(to), reason],
+            ));
+        }
+    }
+
+    fn monitor_exit_out(&mut self, who: Term, to: Pid, r: ExtRef, reason: &Reason) {
+        let reason = reason.to_term();
+        if self.flags.contains(DistFlags::EXIT_PAYLOAD) {
+            let ctrl = control::tuple(
+                op::PAYLOAD_MONITOR_P_EXIT,
+                [who, Term::Pid(to), Term::Ref(r)],
+            );
+            self.message(&ctrl, &encode_body(&reason));
+        } else {
+            self.control(control::tuple(
+                op::MONITOR_P_EXIT,
+                [who, Term::Pid(to), Term::Ref(r), reason],
+            ));
+        }
+    }
+
+    /// Queues a control message with no payload.
+    fn control(&mut self, ctrl: Term) {
+        self.message(&ctrl, &[]);
+    }
+
+    /// Queues a control message and its encoded payload.
+    fn message(&mut self, ctrl: &Term, payload: &[u8]) {
+        let ctrl = encode_body(ctrl);
+        let fragments = self.flags.contains(DistFlags::FRAGMENTS);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        frame::write_message(&mut self.output, &ctrl, payload, fragments, seq);
+    }
+}
+
+// ----------------------------------------------------------------- the end
+
+/// Leaves the table, then tells everyone who depended on the connection:
+/// links get `noconnection` exits, monitors `Down` with `noconnection`,
+/// node watchers `NodeDown`; what was still queued is answered the same way.
+async fn finish(st: &NodeState, node: Atom, mut tables: Tables) {
+    let me = crate::self_pid();
+    let was_up = {
+        let mut peers = st.peers.write();
+        match peers.get(&node) {
+            Some(p) if p.conn == me => peers.remove(&node).is_some_and(|p| p.up),
+            _ => false,
+        }
+    };
+    // Nothing new reaches this mailbox now; what is in it is the last.
+    while let Some(out) = crate::receive::<Out>().timeout(Duration::ZERO).await {
+        match out {
+            Out::Signal { from, to, signal } => match signal {
+                Signal::Link { .. } | Signal::Monitor { .. } | Signal::Info(_) => {
+                    refuse(to, signal, from)
+                }
+                Signal::Unlink { from } => {
+                    tables.links.remove(&(from, to));
+                }
+                Signal::Demonitor { monitor } => {
+                    tables.monitors_out.remove(&monitor);
+                }
+                _ => {}
+            },
+            Out::MonitorNode { from, on: true } => tables.node_monitors.push(from),
+            _ => {}
+        }
+    }
+    for (local, remote) in tables.links {
+        let _ = crate::signal::send(
+            local,
+            Signal::Exit {
+                from: remote,
+                reason: Reason::NoConnection,
+                kind: ExitKind::Link,
+            },
+        );
+    }
+    for (mref, (local, remote)) in tables.monitors_out {
+        let _ = crate::signal::send(local, Signal::Down(noconnection_down(remote, mref)));
+    }
+    for (proxy, m) in tables.monitors_in {
+        let _ = crate::signal::send(m.target, Signal::Demonitor { monitor: proxy });
+    }
+    for pid in tables.node_monitors {
+        pid.send(NodeDown { node });
+    }
+    if was_up {
+        let subscribers = st.subscribers.lock().clone();
+        for pid in subscribers {
+            pid.send(NodeDown { node });
+        }
+    }
+}
