@@ -23,7 +23,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::net::TcpStream;
 
 use super::control::{self, Control, Proc, ReasonAt, op};
-use super::frame::{self, Reader};
+use super::frame::{self, Framing, Reader};
 use super::handshake::{self, Peer as PeerInfo};
 use super::node::{NodeDown, NodeState, NodeUp, Peer, encode_body, noconnection_down, state};
 use super::term::Term;
@@ -764,10 +764,16 @@ impl Conn<'_> {
     /// Queues a control message and its encoded payload.
     fn message(&mut self, ctrl: &Term, payload: &[u8]) {
         let ctrl = encode_body(ctrl);
-        let fragments = self.flags.contains(DistFlags::FRAGMENTS);
+        let framing = if !self.flags.contains(DistFlags::DIST_HDR_ATOM_CACHE) {
+            Framing::PassThrough
+        } else if self.flags.contains(DistFlags::FRAGMENTS) {
+            Framing::Fragments
+        } else {
+            Framing::Header
+        };
         let seq = self.next_seq;
         self.next_seq += 1;
-        frame::write_message(&mut self.output, &ctrl, payload, fragments, seq);
+        frame::write_message(&mut self.output, &ctrl, payload, framing, seq);
     }
 }
 

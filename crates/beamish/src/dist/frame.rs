@@ -322,18 +322,41 @@ fn ids(b: &mut Bytes) -> Result<(u64, u64), FrameError> {
 
 // ------------------------------------------------------------------ writing
 
-/// Appends one message to `out`: a frame with a distribution header that
-/// names no cached atoms, then `ctrl` and `payload` (terms without their
-/// version byte). A payload over [`FRAGMENT_SIZE`] goes out as a fragmented
-/// sequence `seq` when `fragments` is true.
+/// How the peer lets us frame messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// `112` pass-through, each term with its version byte: a peer without
+    /// `DIST_HDR_ATOM_CACHE`.
+    PassThrough,
+    /// A distribution header naming no cached atoms.
+    Header,
+    /// The same, and payloads over [`FRAGMENT_SIZE`] in fragments.
+    Fragments,
+}
+
+/// Appends one message to `out`: `ctrl` and `payload` are terms without
+/// their version byte. A payload over [`FRAGMENT_SIZE`] goes out as the
+/// fragmented sequence `seq` when the peer takes fragments.
 pub(crate) fn write_message(
     out: &mut BytesMut,
     ctrl: &[u8],
     payload: &[u8],
-    fragments: bool,
+    framing: Framing,
     seq: u64,
 ) {
-    if !fragments || payload.len() <= FRAGMENT_SIZE {
+    if framing == Framing::PassThrough {
+        let versioned = if payload.is_empty() { 1 } else { 2 };
+        out.reserve(4 + 1 + versioned + ctrl.len() + payload.len());
+        out.put_u32((1 + versioned + ctrl.len() + payload.len()) as u32);
+        out.put_slice(&[PASS_THROUGH, VERSION]);
+        out.put_slice(ctrl);
+        if !payload.is_empty() {
+            out.put_u8(VERSION);
+            out.put_slice(payload);
+        }
+        return;
+    }
+    if framing == Framing::Header || payload.len() <= FRAGMENT_SIZE {
         let len = 3 + ctrl.len() + payload.len();
         out.reserve(4 + len);
         out.put_u32(len as u32);
@@ -389,7 +412,7 @@ mod tests {
     fn plain_messages_and_ticks_round_trip() {
         let mut buf = BytesMut::new();
         write_tick(&mut buf);
-        write_message(&mut buf, b"ctrl", b"payload", true, 1);
+        write_message(&mut buf, b"ctrl", b"payload", Framing::Fragments, 1);
         write_tick(&mut buf);
         let msgs = frames(buf, &mut Reader::new(Limits::default()));
         assert_eq!(msgs.len(), 1);
@@ -401,7 +424,7 @@ mod tests {
     fn large_payloads_are_fragmented_only_when_the_peer_allows() {
         let payload: Vec<u8> = (0..FRAGMENT_SIZE * 3 + 5).map(|i| i as u8).collect();
         let mut buf = BytesMut::new();
-        write_message(&mut buf, b"c", &payload, true, 9);
+        write_message(&mut buf, b"c", &payload, Framing::Fragments, 9);
         assert_eq!(
             u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize,
             19 + 1 + FRAGMENT_SIZE
@@ -412,7 +435,7 @@ mod tests {
         assert_eq!(&msgs[0].body[1..], &payload[..]);
 
         let mut buf = BytesMut::new();
-        write_message(&mut buf, b"c", &payload, false, 9);
+        write_message(&mut buf, b"c", &payload, Framing::Header, 9);
         assert_eq!(buf[4..6], [VERSION, DIST_HEADER]);
         assert_eq!(
             frames(buf, &mut Reader::new(Limits::default()))[0]
@@ -453,6 +476,22 @@ mod tests {
         let m = cache.message(Bytes::from_static(again)).unwrap().unwrap();
         let names: Vec<&str> = m.refs.iter().map(|a| a.as_str()).collect();
         assert_eq!(names, ["reg", "call", "set_get_state"]);
+    }
+
+    #[test]
+    fn pass_through_frames_carry_a_version_byte_per_term() {
+        let mut buf = BytesMut::new();
+        write_message(&mut buf, b"c", b"p", Framing::PassThrough, 1);
+        write_message(&mut buf, b"c", b"", Framing::PassThrough, 2);
+        assert_eq!(
+            &buf[..],
+            &[
+                0, 0, 0, 5, 112, 131, b'c', 131, b'p', 0, 0, 0, 3, 112, 131, b'c'
+            ]
+        );
+        let msgs = frames(buf, &mut Reader::new(Limits::default()));
+        assert_eq!(&msgs[0].body[..], &[131, b'c', 131, b'p']);
+        assert!(msgs[0].pass_through);
     }
 
     #[test]
