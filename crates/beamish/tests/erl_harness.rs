@@ -1,13 +1,14 @@
-//! Self-test of `tests/support/erl.rs`: real `erl` nodes on a private `epmd`
-//! find and ping each other, a wrong cookie gets `pang`, and dropping the
-//! handles leaves no process behind. If this fails, the Erlang installation
-//! or the harness is broken, not beamish.
+//! Self-test of `tests/support/erl.rs` and `scripts/interop/`: real `erl`
+//! nodes on a private `epmd` find and ping each other, a wrong cookie gets
+//! `pang`, dropping the handles leaves no process behind, and the contract
+//! suite passes against its `erl` reference node. If this fails, the Erlang
+//! installation or the harness is broken, not beamish.
 
 mod support;
 
 use std::time::Duration;
 
-use support::erl::{Epmd, ErlNode};
+use support::erl::{Epmd, ErlNode, Proc, repo_root};
 
 /// Bound on a node's start-up and on each exchange (erl starts in about a
 /// second; CI machines can be much slower).
@@ -77,4 +78,37 @@ fn dropping_the_handles_kills_the_nodes_and_epmd() {
         assert!(!alive, "process {pid} survived its handle");
     }
     println!("PASS drop kills erl and epmd");
+}
+
+/// `contract.escript` against `erl_contract_nut.sh` (an `erl` node that
+/// implements the contract) passes, apart from the one documented difference
+/// of OTP 25's `erl`: it registers with EPMD as versions 5..6, not 6..6.
+#[test]
+fn the_contract_suite_passes_against_the_erl_reference() {
+    let epmd = Epmd::start();
+    let interop = repo_root().join("scripts/interop");
+    let mut cmd = epmd.escript(interop.join("contract.escript"));
+    cmd.args(["--skip", "start.epmd_registration"])
+        .arg(interop.join("erl_contract_nut.sh"));
+    let mut suite = Proc::spawn("contract.escript", cmd);
+    // The header names the nodes and the EPMD port.
+    println!("{}", suite.expect_line("contract: ", TIMEOUT));
+    let status = suite
+        .wait_exit(Duration::from_secs(300))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let output = suite.output();
+    assert!(
+        status.success(),
+        "contract.escript exited with {status}:\n{output}"
+    );
+    assert!(
+        output.contains("PASS dist.nodedown_when_nut_killed.nodedown"),
+        "the suite did not run to its last check:\n{output}"
+    );
+    let last = output
+        .lines()
+        .rev()
+        .find(|l| l.contains("passed"))
+        .unwrap_or("");
+    println!("PASS contract suite against erl:{last}");
 }

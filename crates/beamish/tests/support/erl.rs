@@ -40,7 +40,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -280,6 +280,23 @@ impl Proc {
             self.label,
             self.output()
         )
+    }
+
+    /// Waits up to `timeout` for the child to exit, and returns its status.
+    ///
+    /// # Errors
+    ///
+    /// On a timeout (the child keeps running), with everything it printed.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Ok(status),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                Ok(None) => return Err(self.failure(&format!("still running after {timeout:?}"))),
+                Err(e) => return Err(self.failure(&format!("wait failed: {e}"))),
+            }
+        }
     }
 
     /// Sends `signal` to the child's whole process group.
