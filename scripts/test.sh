@@ -4,6 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== erlang (the interop tests need erl, escript and epmd)"
+scripts/install_erlang.sh || echo "test.sh: scripts/install_erlang.sh failed" >&2
+for tool in erl escript epmd; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "test.sh: '$tool' is still missing after scripts/install_erlang.sh;" \
+            "the Erlang interop tests cannot run. Install Erlang/OTP and retry." >&2
+        exit 1
+    fi
+done
+
 echo "== fmt"
 cargo fmt --all -- --check
 echo "== clippy"

@@ -1,0 +1,3 @@
+//! Shared code of the integration tests: `mod support;` in a test crate.
+
+pub mod erl;
