@@ -562,3 +562,55 @@ pub(crate) fn noconnection_down(pid: Pid, monitor: crate::Ref) -> Down {
         reason: Reason::NoConnection,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names_are_checked() {
+        assert_eq!(
+            parse_name("app@127.0.0.1").unwrap(),
+            ("app".to_owned(), "127.0.0.1".to_owned())
+        );
+        assert_eq!(
+            parse_name("my_node-2@host.example").unwrap().1,
+            "host.example"
+        );
+        for bad in [
+            "",
+            "app",
+            "@host",
+            "app@",
+            "a b@host",
+            "a.b@host",
+            "app@ho st",
+            "a@b@c",
+        ] {
+            assert!(
+                matches!(parse_name(bad), Err(Error::Config(_))),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn config_defaults_follow_otp() {
+        let c = NodeConfig::new("a@127.0.0.1", "c");
+        assert_eq!(c.net_ticktime, Duration::from_secs(60));
+        assert_eq!(c.handshake_timeout, Duration::from_secs(7));
+        assert_eq!(c.max_message_size, 128 << 20);
+        // A tick time too short to tick is raised to a workable minimum.
+        let c = c.net_ticktime(Duration::ZERO).epmd_port(4400);
+        assert_eq!(c.net_ticktime, Duration::from_millis(400));
+        assert_eq!(c.epmd_addr().port(), 4400);
+    }
+
+    #[test]
+    fn not_distributed_until_started() {
+        // This test binary never starts a node.
+        assert_eq!(this_node(), Atom::NONODE);
+        assert!(nodes().is_empty());
+        assert!(super::super::runtime_pid().is_none());
+    }
+}
