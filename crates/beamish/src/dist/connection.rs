@@ -133,9 +133,10 @@ impl std::fmt::Display for Ended {
     }
 }
 
-/// Outgoing bytes queued past this close the connection: `send` cannot
-/// wait, so a peer that stops reading must not grow memory without bound.
-const MAX_OUTPUT: usize = 1 << 30;
+/// Outgoing bytes queued past this many times the largest message close
+/// the connection: `send` cannot wait, so a peer that stops reading must
+/// not grow memory without bound.
+const MAX_OUTPUT_MESSAGES: usize = 2;
 /// Read at least this much at a time.
 const READ_CHUNK: usize = 64 * 1024;
 /// Items taken from the mailbox per turn, before reading again.
@@ -271,6 +272,7 @@ impl NodeState {
 
 struct Conn<'a> {
     st: &'a NodeState,
+    node: Atom,
     flags: DistFlags,
     stream: TcpStream,
     input: BytesMut,
@@ -282,10 +284,15 @@ struct Conn<'a> {
     last_read: Instant,
     wrote_since_tick: bool,
     next_seq: u64,
+    /// Set once the connection ended normally and `finish` takes over.
+    finished: bool,
 }
 
 async fn run(st: &'static NodeState, node: Atom, stream: TcpStream, peer: PeerInfo) {
-    if let Some(p) = st.peers.write().get_mut(&node) {
+    let me = crate::self_pid();
+    if let Some(p) = st.peers.write().get_mut(&node)
+        && p.conn == me
+    {
         p.up = true;
     }
     tracing::info!(%node, "connected");
@@ -295,6 +302,7 @@ async fn run(st: &'static NodeState, node: Atom, stream: TcpStream, peer: PeerIn
     }
     let mut c = Conn {
         st,
+        node,
         flags: peer.flags,
         stream,
         input: BytesMut::with_capacity(READ_CHUNK),
@@ -308,14 +316,33 @@ async fn run(st: &'static NodeState, node: Atom, stream: TcpStream, peer: PeerIn
         last_read: Instant::now(),
         wrote_since_tick: false,
         next_seq: 1,
+        finished: false,
     };
     let why = c.serve().await;
     match &why {
         Ended::Replaced | Ended::Closed => tracing::info!(%node, "connection down: {why}"),
         _ => tracing::warn!(%node, "connection down: {why}"),
     }
-    let Conn { tables, .. } = c;
+    c.finished = true;
+    let tables = std::mem::take(&mut c.tables);
+    drop(c);
     finish(st, node, tables).await;
+}
+
+impl Drop for Conn<'_> {
+    /// If the connection process ends without `finish` (killed by an exit
+    /// signal, the runtime shutting down, or a bug that panics), the node
+    /// must not keep a dead connection in its table, and links and monitors
+    /// over it still get `noconnection`.
+    fn drop(&mut self) {
+        if !self.finished {
+            if std::thread::panicking() {
+                tracing::error!(node = %self.node, "connection process failed");
+            }
+            let was_up = leave(self.st, self.node);
+            notify(self.st, self.node, std::mem::take(&mut self.tables), was_up);
+        }
+    }
 }
 
 impl Conn<'_> {
@@ -377,7 +404,7 @@ impl Conn<'_> {
                 Err(e) => return Err(Ended::Io(e)),
             }
         }
-        if self.output.len() > MAX_OUTPUT {
+        if self.output.len() > MAX_OUTPUT_MESSAGES * self.st.config.max_message_size {
             return Err(Ended::OutputOverflow);
         }
         Ok(())
@@ -425,19 +452,12 @@ impl Conn<'_> {
 
     fn incoming(&mut self, msg: frame::Message) -> Result<(), Ended> {
         let bad = |what: &str, e: etf::DecodeError| Ended::Protocol(format!("{what}: {e}"));
-        let (ctrl_term, pos) =
-            etf::decode_term_at(&msg.body, 0, msg.pass_through, &msg.refs, &mut self.limits)
-                .map_err(|e| bad("control message", e))?;
+        let (ctrl_term, pos) = self
+            .decode(&msg, 0)
+            .map_err(|e| bad("control message", e))?;
         let ctrl = Control::parse(&ctrl_term).map_err(|e| Ended::Protocol(e.to_string()))?;
         let (payload, end) = if ctrl.has_payload() {
-            let (t, end) = etf::decode_term_at(
-                &msg.body,
-                pos,
-                msg.pass_through,
-                &msg.refs,
-                &mut self.limits,
-            )
-            .map_err(|e| bad("payload", e))?;
+            let (t, end) = self.decode(&msg, pos).map_err(|e| bad("payload", e))?;
             (Some(t), end)
         } else {
             (None, pos)
@@ -563,6 +583,23 @@ impl Conn<'_> {
             Control::AliasSend { .. } | Control::Ignored => {}
         }
         Ok(())
+    }
+
+    /// Decodes the term at `pos` of a message, charging the atoms and
+    /// remote pids it creates to this connection's budget, and creating no
+    /// atom once the node-wide room for peers' atoms is used up.
+    fn decode(
+        &mut self,
+        msg: &frame::Message,
+        pos: usize,
+    ) -> Result<(Term, usize), etf::DecodeError> {
+        let mut limits = self.limits;
+        limits.max_atoms_created = limits.max_atoms_created.min(frame::peer_atom_room());
+        let before = limits.max_atoms_created;
+        let result = etf::decode_term_at(&msg.body, pos, msg.pass_through, &msg.refs, &mut limits);
+        self.limits.max_atoms_created -= before - limits.max_atoms_created;
+        self.limits.max_pids_created = limits.max_pids_created;
+        result
     }
 
     /// Delivers a signal to a local process; false if it does not exist.
@@ -783,14 +820,7 @@ impl Conn<'_> {
 /// links get `noconnection` exits, monitors `Down` with `noconnection`,
 /// node watchers `NodeDown`; what was still queued is answered the same way.
 async fn finish(st: &NodeState, node: Atom, mut tables: Tables) {
-    let me = crate::self_pid();
-    let was_up = {
-        let mut peers = st.peers.write();
-        match peers.get(&node) {
-            Some(p) if p.conn == me => peers.remove(&node).is_some_and(|p| p.up),
-            _ => false,
-        }
-    };
+    let was_up = leave(st, node);
     // Nothing new reaches this mailbox now; what is in it is the last.
     while let Some(out) = crate::receive::<Out>().timeout(Duration::ZERO).await {
         match out {
@@ -810,6 +840,22 @@ async fn finish(st: &NodeState, node: Atom, mut tables: Tables) {
             _ => {}
         }
     }
+    notify(st, node, tables, was_up);
+}
+
+/// Takes this connection out of the peers table (if it is still there);
+/// true if it was up.
+fn leave(st: &NodeState, node: Atom) -> bool {
+    let me = crate::try_self_pid();
+    let mut peers = st.peers.write();
+    match peers.get(&node) {
+        Some(p) if Some(p.conn) == me => peers.remove(&node).is_some_and(|p| p.up),
+        _ => false,
+    }
+}
+
+/// Tells everyone who depended on the connection that it is gone.
+fn notify(st: &NodeState, node: Atom, tables: Tables, was_up: bool) {
     for (local, remote) in tables.links {
         let _ = crate::signal::send(
             local,

@@ -140,10 +140,33 @@ impl std::fmt::Display for BadControl {
     }
 }
 
+/// How much of a refused control message a log line shows.
+const SHOWN: usize = 200;
+
+/// The start of `t` as Erlang prints it, at most [`SHOWN`] bytes: a peer's
+/// term can be as large as a message, and printing all of it to cut it
+/// afterwards would cost memory in proportion.
+fn shown(t: &Term) -> String {
+    struct Capped(String);
+    impl std::fmt::Write for Capped {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            for c in s.chars() {
+                if self.0.len() + c.len_utf8() > SHOWN {
+                    self.0.push_str("...");
+                    return Err(std::fmt::Error);
+                }
+                self.0.push(c);
+            }
+            Ok(())
+        }
+    }
+    let mut out = Capped(String::new());
+    let _ = std::fmt::write(&mut out, format_args!("{t}"));
+    out.0
+}
+
 fn bad<T>(what: &str, t: &Term) -> Result<T, BadControl> {
-    let mut text = format!("{what} in {t}");
-    text.truncate(200);
-    Err(BadControl(text))
+    Err(BadControl(format!("{what} in {}", shown(t))))
 }
 
 fn pid(t: &Term, whole: &Term) -> Result<Pid, BadControl> {
@@ -190,7 +213,7 @@ impl Control {
         };
         let at = |i: usize| {
             e.get(i)
-                .ok_or_else(|| BadControl(format!("short tuple {t}")))
+                .ok_or_else(|| BadControl(format!("short tuple {}", shown(t))))
         };
         let inline = |i: usize| at(i).map(|r| ReasonAt::Inline(r.clone()));
         Ok(match *code {
@@ -434,6 +457,22 @@ mod tests {
         ];
         for (t, want) in cases {
             assert_eq!(Control::parse(&t), Ok(want), "{t}");
+        }
+    }
+
+    #[test]
+    fn refusals_show_a_bounded_prefix() {
+        // Multi-byte characters at the cut, and a huge term.
+        let a = Term::Atom(Atom::new(&"λ".repeat(200)).unwrap());
+        let huge = Term::binary(&vec![7u8; 1 << 20]);
+        for t in [
+            tuple(99, [a.clone()]),
+            tuple(op::LINK, [huge.clone()]),
+            tuple(99, [huge]),
+        ] {
+            let BadControl(text) = Control::parse(&t).unwrap_err();
+            assert!(text.len() < 300, "{} bytes", text.len());
+            assert!(text.ends_with("..."), "{text}");
         }
     }
 

@@ -26,6 +26,16 @@ const PASS_THROUGH: u8 = 112;
 const CACHE_SIZE: usize = 2048;
 /// A header names at most 255 atoms.
 const MAX_REFS: usize = 255;
+/// Peers may create atoms only while the table holds fewer than this: the
+/// last quarter of the table is kept for the node itself, whatever peers
+/// (authenticated, but perhaps reconnecting again and again) send.
+pub(crate) const PEER_ATOM_CEILING: usize = super::MAX_ATOMS / 4 * 3;
+
+/// How many more atoms peers may create, node-wide.
+pub(crate) fn peer_atom_room() -> usize {
+    PEER_ATOM_CEILING.saturating_sub(Atom::count())
+}
+
 /// OTP's fragment size: a payload larger than this goes out in pieces.
 pub(crate) const FRAGMENT_SIZE: usize = 64 * 1024;
 
@@ -283,7 +293,7 @@ impl Reader {
                     Some(a) => a,
                     None => {
                         self.atoms_made += 1;
-                        if self.atoms_made > self.limits.atom_budget {
+                        if self.atoms_made > self.limits.atom_budget || peer_atom_room() == 0 {
                             return Err(FrameError::AtomBudget);
                         }
                         Atom::new(text).map_err(FrameError::Atom)?

@@ -344,6 +344,10 @@ impl NodeState {
     /// What to answer a peer that wants to connect (the acceptor's side of
     /// "one connection per pair of nodes").
     pub(crate) fn decide(&self, peer: &str) -> Status {
+        if peer == self.name.as_str() {
+            tracing::warn!(peer, "a peer claims this node's own name; refused");
+            return Status::NotAllowed;
+        }
         let Some(atom) = Atom::existing(peer) else {
             return Status::Ok;
         };

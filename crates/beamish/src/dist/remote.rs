@@ -3,15 +3,26 @@
 //!
 //! A local pid goes out as `NEW_PID_EXT {node, ID = low 32 bits, Serial =
 //! high 32 bits, creation}` with this node's name and creation. A pid of any
-//! other node (or of an older incarnation of this one) is *interned*: its
-//! four wire fields are stored once in a global table, and the [`Pid`] holds
-//! the table index under tag 1 (bits 60..64). Each wire pid has exactly one
-//! interned index, so the derived `Eq`/`Hash`/`Ord` of `Pid` hold across
-//! nodes, and a remote pid is used exactly like a local one.
+//! other node (or of an older incarnation of this one) takes one of two
+//! forms, told apart by the tag in bits 60..64:
 //!
-//! Interned pids are never freed (as BEAM atoms are not); the table is capped
-//! at [`MAX_REMOTE_PIDS`], and a connection also budgets how many new ones a
-//! peer may create.
+//! - *compact* (tag 1), the usual one: a 12-bit slot in a table of
+//!   `(node, creation)` pairs (bits 48..60), the 32-bit ID (bits 16..48) and
+//!   a serial below 2^16 (bits 0..16). OTP's pids fit, so a connection that
+//!   hears from millions of short-lived remote processes adds nothing to any
+//!   table;
+//! - *interned* (tag 2), for the rest (a larger serial, or a node beyond the
+//!   4,096 slots): the four wire fields are stored once in a table and the
+//!   pid holds the index.
+//!
+//! A wire pid always maps to the same form (a slot, once made, stays; the
+//! slot table, once full, stays full), so the derived `Eq`/`Hash`/`Ord` of
+//! `Pid` hold across nodes, and a remote pid is used exactly like a local
+//! one.
+//!
+//! Slots and interned pids are never freed (as BEAM atoms are not); both
+//! tables are capped, and a connection budgets how many entries a peer may
+//! create ([`lookup_pid`] finds a pid without creating anything).
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -31,9 +42,15 @@ const CHUNK: usize = 1 << CHUNK_BITS;
 const CHUNKS: usize = MAX_REMOTE_PIDS / CHUNK;
 const SHARDS: usize = 16;
 
-/// The tag of interned remote pids (bits 60..64 of a [`Pid`]).
-pub(crate) const TAG_REMOTE: u64 = 1;
+/// The tags of remote pids (bits 60..64 of a [`Pid`]).
+const TAG_COMPACT: u64 = 1;
+const TAG_INTERNED: u64 = 2;
 const TAG_SHIFT: u32 = 60;
+/// `(node, creation)` slots of compact pids.
+const MAX_SLOTS: usize = 1 << 12;
+const SLOT_SHIFT: u32 = 48;
+const ID_SHIFT: u32 = 16;
+const SERIAL_LIMIT: u32 = 1 << 16;
 
 /// A pid as `NEW_PID_EXT` carries it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -112,12 +129,66 @@ pub(crate) fn this_node() -> (Atom, u32) {
 /// Sets this node's name and creation (when distribution starts or EPMD
 /// hands out a new creation). Pids made under an older creation become
 /// remote pids of an old incarnation: they reach no process.
-#[allow(dead_code)] // used by the connection layer, which lands next
 pub(crate) fn set_this_node(node: Atom, creation: u32) {
     THIS.store(pack_this(node, creation), Ordering::Release);
 }
 
 // --------------------------------------------------------------------- pids
+
+/// The `(node, creation)` pairs of compact pids.
+struct Slots {
+    map: RwLock<FxHashMap<(Atom, u32), u64>>,
+    list: Box<[OnceLock<(Atom, u32)>]>,
+    next: AtomicU32,
+}
+
+fn slots() -> &'static Slots {
+    static SLOTS: OnceLock<Slots> = OnceLock::new();
+    SLOTS.get_or_init(|| Slots {
+        map: RwLock::new(FxHashMap::default()),
+        list: (0..MAX_SLOTS).map(|_| OnceLock::new()).collect(),
+        next: AtomicU32::new(0),
+    })
+}
+
+impl Slots {
+    fn lookup(&self, key: (Atom, u32)) -> Option<u64> {
+        self.map.read().get(&key).copied()
+    }
+
+    /// The slot of `key`, made if there is room.
+    fn get_or_make(&self, key: (Atom, u32)) -> Option<u64> {
+        if let Some(slot) = self.lookup(key) {
+            return Some(slot);
+        }
+        let mut map = self.map.write();
+        if let Some(&slot) = map.get(&key) {
+            return Some(slot);
+        }
+        let slot = self
+            .next
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                ((n as usize) < MAX_SLOTS).then_some(n + 1)
+            })
+            .ok()?;
+        let _ = self.list.get(slot as usize)?.set(key);
+        map.insert(key, u64::from(slot));
+        Some(u64::from(slot))
+    }
+
+    fn get(&self, slot: u64) -> Option<(Atom, u32)> {
+        self.list.get(usize::try_from(slot).ok()?)?.get().copied()
+    }
+}
+
+fn compact(slot: u64, w: WirePid) -> Pid {
+    remote_pid(
+        (TAG_COMPACT << TAG_SHIFT)
+            | (slot << SLOT_SHIFT)
+            | (u64::from(w.id) << ID_SHIFT)
+            | u64::from(w.serial),
+    )
+}
 
 struct Interned {
     shards: [RwLock<FxHashMap<WirePid, u64>>; SHARDS],
@@ -139,12 +210,18 @@ fn shard(w: &WirePid) -> usize {
 }
 
 impl Interned {
+    fn lookup(&self, w: &WirePid) -> Option<Pid> {
+        self.shards[shard(w)]
+            .read()
+            .get(w)
+            .map(|&bits| remote_pid(bits))
+    }
+
     fn intern(&self, w: WirePid) -> Result<Pid, RemoteError> {
-        let shard = &self.shards[shard(&w)];
-        if let Some(&bits) = shard.read().get(&w) {
-            return Ok(remote_pid(bits));
+        if let Some(pid) = self.lookup(&w) {
+            return Ok(pid);
         }
-        let mut map = shard.write();
+        let mut map = self.shards[shard(&w)].write();
         if let Some(&bits) = map.get(&w) {
             return Ok(remote_pid(bits));
         }
@@ -157,7 +234,7 @@ impl Interned {
         let chunk = self.chunks[i as usize >> CHUNK_BITS]
             .get_or_init(|| (0..CHUNK).map(|_| OnceLock::new()).collect());
         let _ = chunk[i as usize & (CHUNK - 1)].set(w);
-        let bits = (TAG_REMOTE << TAG_SHIFT) | u64::from(i);
+        let bits = (TAG_INTERNED << TAG_SHIFT) | u64::from(i);
         map.insert(w, bits);
         Ok(remote_pid(bits))
     }
@@ -174,57 +251,76 @@ impl Interned {
 }
 
 fn remote_pid(bits: u64) -> Pid {
-    // The tag bit makes `bits` nonzero.
+    // The tag bits make `bits` nonzero.
     Pid::from_bits(bits).unwrap_or_else(|| Pid::new(0, 0, 1))
 }
 
-/// How many remote pids exist (for a connection's budget of new ones).
-#[allow(dead_code)] // used by the connection layer, which lands next
-pub(crate) fn remote_pid_count() -> usize {
-    interned().next.load(Ordering::Relaxed) as usize
+/// This node's own pid for `w`, if `w` carries this node's name and current
+/// creation.
+fn local(w: &WirePid) -> Option<Pid> {
+    let (node, creation) = this_node();
+    if w.node != node || w.creation != creation {
+        return None;
+    }
+    let bits = u64::from(w.id) | (u64::from(w.serial) << 32);
+    if bits >> TAG_SHIFT != 0 {
+        return None;
+    }
+    Pid::from_bits(bits)
 }
 
 /// The pid a wire pid names: a local pid when it carries this node's name
-/// and current creation, an interned remote pid otherwise.
+/// and current creation, a remote pid otherwise (compact when it fits).
 pub(crate) fn pid_from_wire(w: WirePid) -> Result<Pid, RemoteError> {
-    let (node, creation) = this_node();
-    if w.node == node && w.creation == creation {
-        let bits = u64::from(w.id) | (u64::from(w.serial) << 32);
-        if bits >> TAG_SHIFT == 0
-            && let Some(pid) = Pid::from_bits(bits)
-        {
-            return Ok(pid);
-        }
+    if let Some(pid) = local(&w) {
+        return Ok(pid);
+    }
+    if w.serial < SERIAL_LIMIT
+        && let Some(slot) = slots().get_or_make((w.node, w.creation))
+    {
+        return Ok(compact(slot, w));
     }
     interned().intern(w)
 }
 
 /// The pid a wire pid names if that needs no new table entry: a local pid,
-/// or a remote pid that is interned already. `None` when
-/// [`pid_from_wire`] would intern it (a decoder budgets those).
+/// a compact pid of a known `(node, creation)`, or an interned one already
+/// known. `None` when [`pid_from_wire`] would make an entry (a decoder
+/// budgets those).
 pub(crate) fn lookup_pid(w: WirePid) -> Option<Pid> {
-    let (node, creation) = this_node();
-    if w.node == node && w.creation == creation {
-        let bits = u64::from(w.id) | (u64::from(w.serial) << 32);
-        if bits >> TAG_SHIFT == 0
-            && let Some(pid) = Pid::from_bits(bits)
-        {
-            return Some(pid);
-        }
+    if let Some(pid) = local(&w) {
+        return Some(pid);
     }
-    interned().shards[shard(&w)]
-        .read()
-        .get(&w)
-        .map(|&bits| remote_pid(bits))
+    if w.serial < SERIAL_LIMIT
+        && let Some(slot) = slots().lookup((w.node, w.creation))
+    {
+        return Some(compact(slot, w));
+    }
+    interned().lookup(&w)
 }
 
 /// How `pid` goes on the wire.
 pub(crate) fn pid_to_wire(pid: Pid) -> WirePid {
     let bits = pid.to_bits();
-    if bits >> TAG_SHIFT == TAG_REMOTE
-        && let Some(w) = interned().get(bits & ((1 << TAG_SHIFT) - 1))
-    {
-        return w;
+    match bits >> TAG_SHIFT {
+        TAG_COMPACT => {
+            if let Some((node, creation)) =
+                slots().get((bits >> SLOT_SHIFT) & (MAX_SLOTS as u64 - 1))
+            {
+                return WirePid {
+                    node,
+                    id: (bits >> ID_SHIFT) as u32,
+                    serial: (bits & u64::from(SERIAL_LIMIT - 1)) as u32,
+                    creation,
+                };
+            }
+        }
+        TAG_INTERNED => {
+            if let Some(w) = interned().get(bits & ((1 << TAG_SHIFT) - 1)) {
+                return w;
+            }
+        }
+        _ => {}
     }
     let (node, creation) = this_node();
     WirePid {
@@ -367,6 +463,49 @@ mod tests {
         let c = pid_from_wire(WirePid { id: 84, ..w }).unwrap();
         assert_ne!(a, c);
         assert_eq!(a.to_string(), "<'other@127.0.0.1'.83.0>");
+    }
+
+    #[test]
+    fn ordinary_remote_pids_are_compact_and_take_no_table_entry() {
+        let node = Atom::new("compact@127.0.0.1").unwrap();
+        let w = |id, serial| WirePid {
+            node,
+            id,
+            serial,
+            creation: 9,
+        };
+        let first = pid_from_wire(w(1, 0)).unwrap();
+        let interned_before = interned().next.load(Ordering::Relaxed);
+        for id in 0..10_000u32 {
+            let w = w(id.wrapping_mul(2_654_435_761), id % 7);
+            // Known at once: the node's slot exists.
+            let pid = lookup_pid(w).unwrap();
+            assert_eq!(pid_from_wire(w).unwrap(), pid);
+            assert_eq!(pid_to_wire(pid), w);
+            assert_eq!(pid.to_bits() >> TAG_SHIFT, TAG_COMPACT);
+        }
+        assert_eq!(interned().next.load(Ordering::Relaxed), interned_before);
+        assert_eq!(pid_from_wire(w(1, 0)).unwrap(), first);
+
+        // A serial that does not fit is interned, once.
+        let big = w(5, 1 << 20);
+        assert_eq!(lookup_pid(big), None);
+        let p = pid_from_wire(big).unwrap();
+        assert_eq!(p.to_bits() >> TAG_SHIFT, TAG_INTERNED);
+        assert_eq!(lookup_pid(big), Some(p));
+        assert_eq!(pid_to_wire(p), big);
+        assert_ne!(p, pid_from_wire(w(5, 0)).unwrap());
+
+        // A node nobody has mentioned: nothing known until made.
+        let fresh = WirePid {
+            node: Atom::new("fresh@127.0.0.1").unwrap(),
+            id: 1,
+            serial: 0,
+            creation: 1,
+        };
+        assert_eq!(lookup_pid(fresh), None);
+        let p = pid_from_wire(fresh).unwrap();
+        assert_eq!(lookup_pid(fresh), Some(p));
     }
 
     #[test]
