@@ -1359,6 +1359,94 @@ fn wrong_cookie_never_gets_in() {
     }
 }
 
+/// Case 10, continued: the node checks the cookie as the initiator too. A
+/// fake node registered with EPMD answers the node's connection with a
+/// challenge ack made from another cookie: the node must close without
+/// sending it a single frame, and log the wrong cookie.
+#[test]
+fn wrong_cookie_on_an_outgoing_connection() {
+    let mut node = Node::start();
+    let listener = std::net::TcpListener::bind((HOST, 0)).expect("bind");
+    let alive = unique_name("fake");
+    let fake = node_name(&alive);
+    // ALIVE2_REQ: PortNo, NodeType 77, Protocol 0, versions 6..6, name, no extra.
+    let mut req = vec![120];
+    req.extend(listener.local_addr().expect("address").port().to_be_bytes());
+    req.extend([77, 0, 0, 6, 0, 6]);
+    req.extend((alive.len() as u16).to_be_bytes());
+    req.extend_from_slice(alive.as_bytes());
+    req.extend([0, 0]);
+    let mut registration = TcpStream::connect((HOST, node.epmd.port())).expect("epmd");
+    registration.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut framed = (req.len() as u16).to_be_bytes().to_vec();
+    framed.extend(req);
+    registration.write_all(&framed).expect("ALIVE2_REQ");
+    let mut resp = [0; 6];
+    registration.read_exact(&mut resp).expect("ALIVE2_X_RESP");
+    assert_eq!(resp[..2], [118, 0], "registration refused");
+
+    // Ask echo to send to a name on the fake node: the node connects.
+    let mut p = node.connect("asker");
+    let r = p.new_ref();
+    let dest = tuple(&[atom("anyone"), atom(&fake)]);
+    let msg = tuple(&[p.pid(), r.clone(), atom("send"), dest, atom("secret")]);
+    p.send_frame(&plain(&[&p.reg_send_ctrl("echo"), &msg]))
+        .expect("write");
+    p.expect_reply(&tuple(&[r, atom("sent")]))
+        .expect("echo's answer to send");
+
+    listener.set_nonblocking(false).expect("blocking");
+    let (mut s, _) = listener.accept().expect("the node's connection");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    let name = hs_recv(&mut s).expect("send_name");
+    assert_eq!(name[0], b'N');
+    assert!(name.ends_with(node.at.name.as_bytes()), "{name:?}");
+    hs_send(&mut s, b"sok").expect("status");
+    let mine = counter();
+    let mut ch = vec![b'N'];
+    ch.extend(FLAGS.to_be_bytes());
+    ch.extend(mine.to_be_bytes());
+    ch.extend(counter().to_be_bytes());
+    ch.extend((fake.len() as u16).to_be_bytes());
+    ch.extend_from_slice(fake.as_bytes());
+    hs_send(&mut s, &ch).expect("challenge");
+    let reply = hs_recv(&mut s).expect("challenge reply");
+    assert_eq!(reply.len(), 21, "{reply:?}");
+    assert_eq!(reply[0], b'r');
+    assert_eq!(reply[5..], digest(COOKIE, mine), "the node's digest");
+    let theirs = u32::from_be_bytes(reply[1..5].try_into().expect("4 bytes"));
+    let mut ack = vec![b'a'];
+    ack.extend(digest("not_the_cookie", theirs));
+    hs_send(&mut s, &ack).expect("challenge ack");
+    expect_eof(&mut s, "after a wrong challenge ack");
+    node.expect_log(&["wrong cookie", &fake]);
+    node.assert_serving();
+}
+
+/// Case 12, continued: bytes that are no handshake at all: an unknown
+/// message tag, a name message cut short, an empty message. Each closes
+/// at once (long before the handshake timeout) with a log line.
+#[test]
+fn garbage_instead_of_a_handshake() {
+    let mut node = Node::start();
+    let name = name_msg(FLAGS, 1, "someone@127.0.0.1");
+    let cases: &[(&[u8], &str)] = &[
+        (&[0, 3, b'X', b'Y', b'Z'], "got tag 88"),
+        (&[&[0, 10][..], &name[..10]].concat(), "too short"),
+        (&[0, 0], "empty message"),
+    ];
+    for (bytes, log) in cases {
+        let mut s = dial(&node);
+        let port = s.local_addr().expect("local address").port();
+        s.write_all(bytes).expect("write");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        expect_eof(&mut s, &format!("{bytes:?}"));
+        node.expect_log(&["handshake refused", log, &format!("127.0.0.1:{port}")]);
+    }
+    node.assert_serving();
+}
+
 /// Case 11: handshakes that stop halfway are dropped after the node's
 /// handshake timeout (7 s), while other peers are served meanwhile.
 #[test]
