@@ -864,6 +864,9 @@ fn truncated_and_malformed_terms() {
     // Half a payload.
     let body = plain(&[&ctrl, &payload[..payload.len() - 3]]);
     expect_dropped(&mut node, "half a payload", &frame(&body), "payload");
+    // An atom whose text is not UTF-8.
+    let body = plain(&[&ctrl, &[119, 3, b'a', 0xFF, b'c']]);
+    expect_dropped(&mut node, "an atom not UTF-8", &frame(&body), "payload");
     // A byte after the payload.
     let body = plain(&[&ctrl, &payload, &[106]]);
     expect_dropped(
@@ -1067,6 +1070,30 @@ fn atom_cache_ref_to_an_empty_slot() {
         body.extend(atom("x"));
         expect_dropped(&mut node, &format!("slot {slot}"), &frame(&body), log);
     }
+    // New entries that cannot be atoms: 300 characters (LongAtoms), and
+    // text that is not UTF-8.
+    let long = "x".repeat(300);
+    let mut body = dist_header(&[CacheRef {
+        slot: 1,
+        new: Some(&long),
+    }]);
+    body.extend(reg_send(vec![ATOM_CACHE_REF, 0]));
+    body.extend(atom("x"));
+    expect_dropped(&mut node, "a 300-character atom", &frame(&body), "255");
+    let mut body = dist_header(&[CacheRef {
+        slot: 2,
+        new: Some("abc"),
+    }]);
+    let at = body.len() - 2;
+    body[at] = 0xFF; // "a\xFFc"
+    body.extend(reg_send(vec![ATOM_CACHE_REF, 0]));
+    body.extend(atom("x"));
+    expect_dropped(
+        &mut node,
+        "an atom not UTF-8",
+        &frame(&body),
+        "bad atom text",
+    );
     // No refs in the header, one in the body.
     let body = plain(&[&reg_send(vec![ATOM_CACHE_REF, 0]), &atom("x")]);
     expect_dropped(
