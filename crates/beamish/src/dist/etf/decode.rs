@@ -423,70 +423,9 @@ impl<'a> Decoder<'a, '_> {
 
     /// Hands a finished value to the open container, closing every
     /// container it completes; returns the root once it is complete.
-    fn deliver(&mut self, value: Term) -> Result<Option<Term>> {
-        match self.stack.last_mut() {
-            None => return Ok(Some(value)),
-            Some(Frame::Tuple { items, left })
-            | Some(Frame::List { items, left })
-            | Some(Frame::Fun {
-                free: items, left, ..
-            }) => {
-                items.push(value);
-                *left -= 1;
-            }
-            Some(Frame::Map { pairs, key, left }) => {
-                match key.take() {
-                    None => *key = Some(value),
-                    Some(k) => pairs.push((k, value)),
-                }
-                *left -= 1;
-            }
-        }
-        self.close_complete()
-    }
-
-    /// Closes the containers at the top of the stack that have all their
-    /// elements, handing each to its parent; returns the root once it is
-    /// complete.
-    fn close_complete(&mut self) -> Result<Option<Term>> {
+    fn deliver(&mut self, mut value: Term) -> Result<Option<Term>> {
         loop {
-            let complete = match self.stack.last() {
-                None => return Ok(None),
-                Some(Frame::Tuple { left, .. })
-                | Some(Frame::List { left, .. })
-                | Some(Frame::Fun { left, .. })
-                | Some(Frame::Map { left, .. }) => *left == 0,
-            };
-            if !complete {
-                return Ok(None);
-            }
-            let value = match self.stack.pop() {
-                Some(Frame::Tuple { items, .. }) => Term::Tuple(items),
-                Some(Frame::List { mut items, .. }) => {
-                    let tail = items.pop().unwrap_or(Term::Nil);
-                    if items.is_empty() {
-                        // `LIST_EXT` of no elements: just its tail.
-                        tail
-                    } else if tail.is_nil() {
-                        Term::List(items)
-                    } else {
-                        // OTP never nests a list in a tail; if a peer does,
-                        // the list stays split (equal to the flat list, and
-                        // encoded flat) instead of copying elements around,
-                        // which could cost time quadratic in the depth.
-                        Term::Improper(items, Box::new(tail))
-                    }
-                }
-                Some(Frame::Map { pairs, .. }) => {
-                    if has_duplicate_keys(&pairs) {
-                        return Err(DecodeError::DuplicateKey);
-                    }
-                    Term::Map(pairs)
-                }
-                Some(Frame::Fun { head, free, .. }) => closure(*head, free),
-                None => return Ok(None),
-            };
-            match self.stack.last_mut() {
+            let left = match self.stack.last_mut() {
                 None => return Ok(Some(value)),
                 Some(Frame::Tuple { items, left })
                 | Some(Frame::List { items, left })
@@ -494,17 +433,60 @@ impl<'a> Decoder<'a, '_> {
                     free: items, left, ..
                 }) => {
                     items.push(value);
-                    *left -= 1;
+                    left
                 }
                 Some(Frame::Map { pairs, key, left }) => {
                     match key.take() {
                         None => *key = Some(value),
                         Some(k) => pairs.push((k, value)),
                     }
-                    *left -= 1;
+                    left
+                }
+            };
+            *left = left.saturating_sub(1);
+            if *left > 0 {
+                return Ok(None);
+            }
+            value = self.close_top()?;
+        }
+    }
+
+    /// Closes the container at the top of the stack, which has all its
+    /// elements, and hands it to its parent ([`Decoder::deliver`]).
+    fn close_complete(&mut self) -> Result<Option<Term>> {
+        let value = self.close_top()?;
+        self.deliver(value)
+    }
+
+    /// Pops the top container and builds its term.
+    fn close_top(&mut self) -> Result<Term> {
+        Ok(match self.stack.pop() {
+            Some(Frame::Tuple { items, .. }) => Term::Tuple(items),
+            Some(Frame::List { mut items, .. }) => {
+                let tail = items.pop().unwrap_or(Term::Nil);
+                if items.is_empty() {
+                    // `LIST_EXT` of no elements: just its tail.
+                    tail
+                } else if tail.is_nil() {
+                    Term::List(items)
+                } else {
+                    // OTP never nests a list in a tail; if a peer does, the
+                    // list stays split (equal to the flat list, and encoded
+                    // flat) instead of copying elements around, which could
+                    // cost time quadratic in the depth.
+                    Term::Improper(items, Box::new(tail))
                 }
             }
-        }
+            Some(Frame::Map { pairs, .. }) => {
+                if has_duplicate_keys(&pairs) {
+                    return Err(DecodeError::DuplicateKey);
+                }
+                Term::Map(pairs)
+            }
+            Some(Frame::Fun { head, free, .. }) => closure(*head, free),
+            // Not reached: callers close only a container that is there.
+            None => Term::Nil,
+        })
     }
 
     /// The fast path: reads integers, floats and `[]` straight into the
@@ -544,7 +526,7 @@ impl<'a> Decoder<'a, '_> {
                     _ => break,
                 };
                 put_int(items, i);
-                *left -= 1;
+                *left = left.saturating_sub(1);
                 *pending = pending.saturating_sub(1);
             }
             if *left == 0 {
@@ -567,7 +549,7 @@ impl<'a> Decoder<'a, '_> {
                 }
                 _ => break,
             }
-            *left -= 1;
+            *left = left.saturating_sub(1);
             *pending = pending.saturating_sub(1);
         }
         c.pos = pos;
