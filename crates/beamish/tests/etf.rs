@@ -801,3 +801,42 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn maps_nested_in_map_keys_never_overflow_the_stack() {
+    on_small_stack(|| {
+        // #{K => 1, K' => 2} where K and K' are maps nested in their own
+        // keys 10,000 deep, differing only at the bottom: checking for a
+        // duplicate key compares them.
+        let chain = |leaf: u8| {
+            let mut v = Vec::new();
+            for _ in 0..10_000 {
+                v.extend_from_slice(&[116, 0, 0, 0, 1]);
+            }
+            v.extend_from_slice(&[97, leaf]);
+            v.extend(std::iter::repeat_n([97, 0], 10_000).flatten());
+            v
+        };
+        let mut input = vec![131, 116, 0, 0, 0, 2];
+        input.extend(chain(1));
+        input.extend_from_slice(&[97, 1]);
+        input.extend(chain(2));
+        input.extend_from_slice(&[97, 2]);
+        let t = Term::decode(&input).unwrap();
+        assert_eq!(t.encode(), input);
+        let mut dup = vec![131, 116, 0, 0, 0, 2];
+        dup.extend(chain(1));
+        dup.extend_from_slice(&[97, 1]);
+        dup.extend(chain(1));
+        dup.extend_from_slice(&[97, 2]);
+        assert_eq!(Term::decode(&dup), Err(DecodeError::DuplicateKey));
+        // Order and equality of such maps, in either order.
+        let [(k1, _), (k2, _)] = t.as_map().unwrap() else {
+            panic!()
+        };
+        assert!(k1 < k2);
+        let swapped = Term::Map(t.as_map().unwrap().iter().rev().cloned().collect());
+        assert_eq!(swapped, t);
+        assert_eq!(swapped.cmp(&t), std::cmp::Ordering::Equal);
+    });
+}

@@ -375,17 +375,56 @@ impl Term {
 impl Drop for Term {
     /// Drops nested terms from an explicit stack, not by recursion: a term
     /// nested a million deep would otherwise overflow the thread's stack.
-    /// A container whose children are all leaves (the common case) is
-    /// dropped by the ordinary glue after one scan.
+    #[inline]
     fn drop(&mut self) {
-        if !self.has_children() {
-            return;
+        if self.has_children() {
+            self.drop_children();
+        }
+    }
+}
+
+impl Term {
+    /// True for terms that own no memory (nothing to free when dropped).
+    #[inline]
+    fn is_plain(&self) -> bool {
+        matches!(
+            self,
+            Term::Atom(_)
+                | Term::Int(_)
+                | Term::Float(_)
+                | Term::Nil
+                | Term::Pid(_)
+                | Term::Ref(_)
+                | Term::Port(_)
+        )
+    }
+
+    /// The slow part of `Drop`, for containers.
+    #[inline(never)]
+    fn drop_children(&mut self) {
+        // A container of plain terms (a list of integers, a map of atoms to
+        // numbers): nothing in it needs dropping, so skip the per-element
+        // drop glue, which would otherwise cost more than decoding it.
+        match self {
+            Term::List(v) | Term::Tuple(v) if v.iter().all(Term::is_plain) => {
+                // SAFETY: every element owns nothing, so forgetting them
+                // (shortening the length) leaks nothing; the vector then
+                // frees its buffer as usual.
+                unsafe { v.set_len(0) };
+                return;
+            }
+            Term::Map(m) if m.iter().all(|(k, v)| k.is_plain() && v.is_plain()) => {
+                // SAFETY: as above.
+                unsafe { m.set_len(0) };
+                return;
+            }
+            _ => {}
         }
         let mut stack = Vec::new();
         self.take_deep_children(&mut stack);
         while let Some(mut t) = stack.pop() {
             t.take_deep_children(&mut stack);
-            // `t` now holds only leaves and drops without recursing.
+            // `t` now holds no nested containers and drops without recursing.
         }
     }
 }

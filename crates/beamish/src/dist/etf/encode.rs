@@ -26,6 +26,20 @@ enum Work<'a> {
     FunSize(usize),
 }
 
+/// A first guess at the encoded size, from the top of the term only, so
+/// that a fresh buffer is not regrown from nothing (a small message would
+/// otherwise be copied five times on its way to 80 bytes).
+pub(super) fn size_hint(t: &Term) -> usize {
+    const SMALL: usize = 128;
+    match t {
+        Term::Binary(b) | Term::ByteList(b) | Term::BitBinary { bytes: b, .. } => b.len() + 8,
+        Term::List(v) | Term::Tuple(v) | Term::Improper(v, _) => SMALL.max(16 + v.len() * 6),
+        Term::Map(m) => SMALL.max(16 + m.len() * 12),
+        Term::Big(b) => 8 + b.magnitude().len(),
+        _ => SMALL,
+    }
+}
+
 /// Appends the encoding of `root` (no version byte) to `out`.
 pub(super) fn encode(root: &Term, out: &mut Vec<u8>) -> Result<()> {
     let mut stack: Vec<Work<'_>> = Vec::new();
@@ -53,9 +67,14 @@ fn pop<'a>(stack: &mut Vec<Work<'a>>, out: &mut Vec<u8>) -> Result<Option<&'a Te
         };
         match top {
             Work::Seq(items) => {
+                // Every element takes at least two bytes.
+                out.reserve(items.len() * 2);
                 while let Some((first, rest)) = items.split_first() {
                     *items = rest;
-                    if !leaf(first, out)? {
+                    // Integers first: the common element of long lists.
+                    if let Term::Int(i) = first {
+                        int(*i, out);
+                    } else if !leaf(first, out)? {
                         return Ok(Some(first));
                     }
                 }
@@ -328,13 +347,13 @@ fn list<'a>(t: &'a Term, out: &mut Vec<u8>, stack: &mut Vec<Work<'a>>) -> Result
     Ok(())
 }
 
-#[inline]
+#[inline(always)]
 fn int(i: i64, out: &mut Vec<u8>) {
     if (0..=255).contains(&i) {
         out.extend_from_slice(&[SMALL_INTEGER, i as u8]);
     } else if let Ok(i) = i32::try_from(i) {
-        out.push(INTEGER);
-        out.extend_from_slice(&i.to_be_bytes());
+        let [a, b, c, d] = i.to_be_bytes();
+        out.extend_from_slice(&[INTEGER, a, b, c, d]);
     } else {
         let m = i.unsigned_abs();
         let n = 8 - (m.leading_zeros() / 8) as usize;

@@ -210,7 +210,7 @@ impl Term {
     /// If a binary, list, tuple or map is longer than `u32::MAX` (the
     /// format's limit); [`Term::try_encode_into`] returns an error instead.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(encode::size_hint(self));
         self.encode_into(&mut out);
         out
     }

@@ -8,7 +8,7 @@
 use std::cmp::Ordering;
 use std::hash::{Hash, Hasher};
 
-use rustc_hash::FxHasher;
+use rustc_hash::{FxHashMap, FxHasher};
 
 use super::{BigInt, Fun, Term};
 use crate::Pid;
@@ -374,11 +374,91 @@ fn free_vars(f: &Fun) -> &[Term] {
     }
 }
 
-/// The pairs of `m` sorted by key in term order.
-fn sorted(m: &[(Term, Term)]) -> Vec<&(Term, Term)> {
-    let mut v: Vec<&(Term, Term)> = m.iter().collect();
-    v.sort_by(|p, q| compare(&p.0, &q.0));
-    v
+/// The pairs of maps sorted by key, for one comparison.
+///
+/// Comparing two maps compares their keys in term order, so each map must
+/// be sorted, and sorting compares keys, which may be maps themselves.
+/// Sorting on demand would recurse once per level of maps nested in keys
+/// (an input can nest thousands). Instead, before a map is sorted, every
+/// map inside its keys is sorted first, deepest first, so that no
+/// comparison made while sorting ever needs a map that is not sorted yet.
+#[derive(Default)]
+struct Orders<'a> {
+    /// By the address of the map's first pair.
+    sorted: FxHashMap<usize, Vec<&'a (Term, Term)>>,
+}
+
+fn map_key(m: &[(Term, Term)]) -> usize {
+    m.as_ptr() as usize
+}
+
+impl<'a> Orders<'a> {
+    /// The pairs of `m` in key order.
+    fn get(&mut self, m: &'a [(Term, Term)]) -> &[&'a (Term, Term)] {
+        self.ensure(m);
+        self.sorted.get(&map_key(m)).map_or(&[], Vec::as_slice)
+    }
+
+    /// Sorts `m`, after the maps inside its keys.
+    fn ensure(&mut self, m: &'a [(Term, Term)]) {
+        if m.is_empty() || self.sorted.contains_key(&map_key(m)) {
+            return;
+        }
+        // Every map inside the keys (values of those maps included: they
+        // count when such keys are compared), parents before children.
+        let mut inner: Vec<&'a [(Term, Term)]> = Vec::new();
+        let mut walk: Vec<&'a Term> = m
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.has_children())
+            .collect();
+        while let Some(t) = walk.pop() {
+            match t {
+                Term::Map(pairs) => {
+                    inner.push(pairs);
+                    for (k, v) in pairs {
+                        walk.push(k);
+                        walk.push(v);
+                    }
+                }
+                Term::List(v) | Term::Tuple(v) => {
+                    walk.extend(v.iter().filter(|t| t.has_children()))
+                }
+                Term::Improper(v, tail) => {
+                    walk.extend(v.iter().filter(|t| t.has_children()));
+                    walk.push(tail);
+                }
+                Term::Fun(f) => walk.extend(free_vars(f).iter().filter(|t| t.has_children())),
+                _ => {}
+            }
+        }
+        for pairs in inner.into_iter().rev() {
+            self.sort(pairs);
+        }
+        self.sort(m);
+    }
+
+    fn sort(&mut self, m: &'a [(Term, Term)]) {
+        if m.is_empty() || self.sorted.contains_key(&map_key(m)) {
+            return;
+        }
+        let mut v: Vec<&'a (Term, Term)> = m.iter().collect();
+        if v.len() > 1 {
+            v.sort_by(|p, q| compare_in(&p.0, &q.0, self));
+        }
+        self.sorted.insert(map_key(m), v);
+    }
+
+    /// Map pairs (in the order given, equal length) as work: their keys
+    /// first, then their values (popped from the end, so pushed reversed).
+    fn push_pairs(stack: &mut Vec<Work<'a>>, a: &[&'a (Term, Term)], b: &[&'a (Term, Term)]) {
+        stack.push(Work::Refs(
+            a.iter().zip(b).rev().map(|(p, q)| (&p.1, &q.1)).collect(),
+        ));
+        stack.push(Work::Refs(
+            a.iter().zip(b).rev().map(|(p, q)| (&p.0, &q.0)).collect(),
+        ));
+    }
 }
 
 // ------------------------------------------------------------- compare
@@ -389,7 +469,11 @@ fn sorted(m: &[(Term, Term)]) -> Vec<&(Term, Term)> {
 /// order. Pids order by this crate's bits (stable within an OS process),
 /// not by Erlang's node-then-number rule.
 pub(super) fn compare(a: &Term, b: &Term) -> Ordering {
-    let mut stack: Vec<Work<'_>> = Vec::new();
+    compare_in(a, b, &mut Orders::default())
+}
+
+fn compare_in<'a>(a: &'a Term, b: &'a Term, orders: &mut Orders<'a>) -> Ordering {
+    let mut stack: Vec<Work<'a>> = Vec::new();
     let mut next = Some((X::T(a), X::T(b)));
     loop {
         let (x, y) = match next.take() {
@@ -431,25 +515,16 @@ pub(super) fn compare(a: &Term, b: &Term) -> Ordering {
                 o
             }
             (Shape::Map(a), Shape::Map(b)) => {
+                // By size, then keys in term order, then values in key order.
                 let o = a.len().cmp(&b.len());
-                if o != Ordering::Equal {
-                    return o;
+                if o == Ordering::Equal {
+                    orders.ensure(a);
+                    orders.ensure(b);
+                    let sa = orders.get(a).to_vec();
+                    let sb = orders.get(b);
+                    Orders::push_pairs(&mut stack, &sa, sb);
                 }
-                let (sa, sb) = (sorted(a), sorted(b));
-                for (p, q) in sa.iter().zip(&sb) {
-                    let o = compare(&p.0, &q.0);
-                    if o != Ordering::Equal {
-                        return o;
-                    }
-                }
-                stack.push(Work::Refs(
-                    sa.iter()
-                        .zip(&sb)
-                        .rev()
-                        .map(|(p, q)| (&p.1, &q.1))
-                        .collect(),
-                ));
-                Ordering::Equal
+                o
             }
             (a, b) => cmp_numbers(a, b),
         };
@@ -461,6 +536,7 @@ pub(super) fn compare(a: &Term, b: &Term) -> Ordering {
 
 /// Erlang's `=:=` (with `0.0 =:= -0.0`, as in OTP 25 and 26).
 pub(super) fn equal(a: &Term, b: &Term) -> bool {
+    let mut orders = Orders::default();
     let mut stack: Vec<Work<'_>> = Vec::new();
     let mut next = Some((X::T(a), X::T(b)));
     loop {
@@ -513,23 +589,23 @@ pub(super) fn equal(a: &Term, b: &Term) -> bool {
                     return false;
                 }
                 // Usually both maps come in the same order (OTP sorts small
-                // maps); compare keys in place, and sort only if that fails.
-                if a.iter().zip(b).all(|(p, q)| equal(&p.0, &q.0)) {
+                // maps) with keys that hold no terms (atoms, numbers,
+                // binaries): compare in place. Otherwise compare in key
+                // order, keys and values as work (no recursion).
+                let in_place = a
+                    .iter()
+                    .zip(b)
+                    .all(|(p, q)| !p.0.has_children() && !q.0.has_children() && equal(&p.0, &q.0));
+                if in_place {
                     stack.push(Work::Refs(
                         a.iter().zip(b).rev().map(|(p, q)| (&p.1, &q.1)).collect(),
                     ));
                 } else {
-                    let (sa, sb) = (sorted(a), sorted(b));
-                    if !sa.iter().zip(&sb).all(|(p, q)| equal(&p.0, &q.0)) {
-                        return false;
-                    }
-                    stack.push(Work::Refs(
-                        sa.iter()
-                            .zip(&sb)
-                            .rev()
-                            .map(|(p, q)| (&p.1, &q.1))
-                            .collect(),
-                    ));
+                    orders.ensure(a);
+                    orders.ensure(b);
+                    let sa = orders.get(a).to_vec();
+                    let sb = orders.get(b);
+                    Orders::push_pairs(&mut stack, &sa, sb);
                 }
                 true
             }
