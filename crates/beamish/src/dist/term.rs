@@ -344,6 +344,20 @@ impl Term {
         }
     }
 
+    /// True if `f` holds for a direct child.
+    fn any_child(&self, mut f: impl FnMut(&Term) -> bool) -> bool {
+        match self {
+            Term::List(v) | Term::Tuple(v) => v.iter().any(f),
+            Term::Improper(v, tail) => v.iter().any(&mut f) || f(tail),
+            Term::Map(m) => m.iter().any(|(k, v)| f(k) || f(v)),
+            Term::Fun(fun) => match &**fun {
+                Fun::Closure { free, .. } => free.iter().any(f),
+                Fun::Export { .. } => false,
+            },
+            _ => false,
+        }
+    }
+
     /// Moves every child that has children of its own onto `stack`,
     /// leaving `Nil` in its place.
     fn take_deep_children(&mut self, stack: &mut Vec<Term>) {
@@ -419,6 +433,12 @@ impl Term {
                 return;
             }
             _ => {}
+        }
+        // Children whose own children are leaves drop with the ordinary
+        // glue (two levels of recursion at most): a small message such as
+        // `{Pid, Ref, {hello, 42}}` needs no stack.
+        if !self.any_child(|c| c.any_child(Term::has_children)) {
+            return;
         }
         let mut stack = Vec::new();
         self.take_deep_children(&mut stack);
