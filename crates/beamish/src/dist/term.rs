@@ -281,7 +281,7 @@ impl Term {
     }
 
     /// The reference of a [`Term::Ref`].
-    pub fn as_ref(&self) -> Option<&ExtRef> {
+    pub fn as_reference(&self) -> Option<&ExtRef> {
         match self {
             Term::Ref(r) => Some(r),
             _ => None,
