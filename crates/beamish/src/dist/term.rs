@@ -281,7 +281,7 @@ impl Term {
     }
 
     /// The reference of a [`Term::Ref`].
-    pub fn as_ref(&self) -> Option<&ExtRef> {
+    pub fn as_reference(&self) -> Option<&ExtRef> {
         match self {
             Term::Ref(r) => Some(r),
             _ => None,
@@ -340,6 +340,20 @@ impl Term {
             Term::List(v) | Term::Tuple(v) => !v.is_empty(),
             Term::Improper(..) | Term::Map(_) => true,
             Term::Fun(f) => matches!(&**f, Fun::Closure { free, .. } if !free.is_empty()),
+            _ => false,
+        }
+    }
+
+    /// True if `f` holds for a direct child.
+    fn any_child(&self, mut f: impl FnMut(&Term) -> bool) -> bool {
+        match self {
+            Term::List(v) | Term::Tuple(v) => v.iter().any(f),
+            Term::Improper(v, tail) => v.iter().any(&mut f) || f(tail),
+            Term::Map(m) => m.iter().any(|(k, v)| f(k) || f(v)),
+            Term::Fun(fun) => match &**fun {
+                Fun::Closure { free, .. } => free.iter().any(f),
+                Fun::Export { .. } => false,
+            },
             _ => false,
         }
     }
@@ -419,6 +433,12 @@ impl Term {
                 return;
             }
             _ => {}
+        }
+        // Children whose own children are leaves drop with the ordinary
+        // glue (two levels of recursion at most): a small message such as
+        // `{Pid, Ref, {hello, 42}}` needs no stack.
+        if !self.any_child(|c| c.any_child(Term::has_children)) {
+            return;
         }
         let mut stack = Vec::new();
         self.take_deep_children(&mut stack);
