@@ -15,11 +15,15 @@ use rustc_hash::FxHashMap;
 
 use super::{Atom, AtomError};
 
-/// `131`: the version byte of the external term format.
-pub(crate) const VERSION: u8 = 131;
+use super::etf::tags::VERSION;
+
+/// A distribution header (at the start of a frame).
 const DIST_HEADER: u8 = 68;
+/// The header of the first fragment of a message.
 const DIST_FRAG_HEADER: u8 = 69;
+/// The header of a later fragment.
 const DIST_FRAG_CONT: u8 = 70;
+/// A message without a distribution header (peers without the atom cache).
 const PASS_THROUGH: u8 = 112;
 
 /// Entries of a connection's atom cache: 8 segments of 256.

@@ -21,7 +21,6 @@
 //! error the caller drops the stream: that is the "close" of the protocol.
 
 // The connection layer, the next step of the plan, is the caller.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::fmt;
 use std::io;

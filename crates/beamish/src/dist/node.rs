@@ -28,7 +28,7 @@ use super::connection::{self, Out};
 use super::handshake::{HandshakeConfig, Status};
 use super::remote::{self, pid_to_wire};
 use super::term::Term;
-use super::{Atom, DistFlags, epmd, etf};
+use super::{Atom, epmd, etf};
 use crate::mailbox::node::{Kind, NodeBox};
 use crate::runtime::{self, Handle};
 use crate::signal::Signal;
@@ -333,11 +333,8 @@ async fn net_kernel() {
 impl NodeState {
     pub(crate) fn handshake_config(&self) -> HandshakeConfig {
         HandshakeConfig {
-            name: self.name.as_str().to_owned(),
-            cookie: self.cookie.clone(),
-            creation: self.creation,
-            flags: DistFlags::OURS,
             timeout: self.config.handshake_timeout,
+            ..HandshakeConfig::new(self.name.as_str(), self.cookie.as_str(), self.creation)
         }
     }
 

@@ -331,12 +331,6 @@ pub(crate) fn pid_to_wire(pid: Pid) -> WirePid {
     }
 }
 
-/// True for a pid of another node (or of an older incarnation of this one).
-#[allow(dead_code)] // used by the connection layer, which lands next
-pub(crate) fn is_remote(pid: Pid) -> bool {
-    pid.to_bits() >> TAG_SHIFT != 0
-}
-
 /// Writes a remote pid as `<node.id.serial>`.
 pub(crate) fn fmt_remote(pid: Pid, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let w = pid_to_wire(pid);
@@ -436,11 +430,11 @@ mod tests {
         let w = pid_to_wire(local);
         assert_eq!((w.node, w.creation), (me, 77));
         assert_eq!(pid_from_wire(w).unwrap(), local);
-        assert!(!is_remote(local));
+        assert!(!local.is_remote());
 
         // The same pid of an older incarnation is a distinct remote pid.
         let old = pid_from_wire(WirePid { creation: 76, ..w }).unwrap();
-        assert!(is_remote(old));
+        assert!(old.is_remote());
         assert_ne!(old, local);
         assert_eq!(pid_to_wire(old), WirePid { creation: 76, ..w });
         set_this_node(Atom::NONODE, 0);
@@ -458,7 +452,7 @@ mod tests {
         let a = pid_from_wire(w).unwrap();
         let b = pid_from_wire(w).unwrap();
         assert_eq!(a, b);
-        assert!(is_remote(a));
+        assert!(a.is_remote());
         assert_eq!(pid_to_wire(a), w);
         let c = pid_from_wire(WirePid { id: 84, ..w }).unwrap();
         assert_ne!(a, c);

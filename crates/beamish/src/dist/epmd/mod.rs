@@ -20,12 +20,13 @@
 //! exchange has a timeout ([`TIMEOUT`]) and every bad input is an
 //! [`EpmdError`], never a panic.
 
-// The node (handshake and connection steps) is the user of this module; until
-// it lands only the tests call into it.
+// `tests/dist_epmd.rs` compiles this module on its own and uses all of it
+// (the NAMES client, the server's handle); the node uses the client's
+// registration and look-up and the embedded server.
 #![allow(
     dead_code,
     unused_imports,
-    reason = "the node, built in a later step, uses this API"
+    reason = "parts are used only by the EPMD tests"
 )]
 
 mod client;

@@ -124,10 +124,6 @@ impl<'a> Cursor<'a> {
         Cursor { data, pos }
     }
 
-    pub(super) fn pos(&self) -> usize {
-        self.pos
-    }
-
     #[inline]
     fn remaining(&self) -> usize {
         self.data.len().saturating_sub(self.pos)

@@ -27,17 +27,9 @@ use bytes::Bytes;
 
 use super::{Atom, AtomError, RemoteError, Term};
 
-// The atom cache and the frame-level entry points below serve the
-// connection layer, which lands next.
-#[allow(dead_code)]
-mod cache;
 mod decode;
 mod encode;
-#[allow(dead_code)] // the frame tags serve the connection layer
 pub(crate) mod tags;
-
-#[allow(unused_imports)] // for the connection layer, which lands next
-pub(crate) use cache::{ATOM_CACHE_SIZE, AtomCache};
 
 /// The default of [`DecodeLimits::max_depth`].
 pub const DEFAULT_MAX_DEPTH: usize = 20_000;
@@ -243,13 +235,12 @@ impl Term {
 ///   that follows (see the External Term Format guide, "Distribution
 ///   Header").
 /// - `refs`: the atoms that this message's `ATOM_CACHE_REF` indices name,
-///   as [`AtomCache::read_refs`] returned them (empty for pass-through).
+///   as the frame reader returned them (empty for pass-through).
 /// - `limits`: the connection's remaining budget; the atoms and pids this
 ///   term creates are subtracted from it, so one budget can span all the
 ///   messages of a connection.
 ///
 /// Binaries of 64 bytes or more are slices of `frame`.
-#[allow(dead_code)]
 pub(crate) fn decode_term_at(
     frame: &Bytes,
     pos: usize,
@@ -262,7 +253,6 @@ pub(crate) fn decode_term_at(
 
 /// Appends the encoding of `term` without the version byte: the form of
 /// the terms after a distribution header.
-#[allow(dead_code)]
 pub(crate) fn encode_untagged(term: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     encode::encode(term, out)
 }

@@ -5,12 +5,6 @@ pub(crate) const VERSION: u8 = 131;
 
 /// A zlib-compressed term (`term_to_binary(T, [compressed])`).
 pub(crate) const COMPRESSED: u8 = 80;
-/// A distribution header (only at the start of a distribution frame).
-pub(crate) const DIST_HEADER: u8 = 68;
-/// A distribution header of the first fragment of a message.
-pub(crate) const DIST_FRAG_HEADER: u8 = 69;
-/// A distribution header of a later fragment.
-pub(crate) const DIST_FRAG_CONT: u8 = 70;
 
 pub(crate) const NEW_FLOAT: u8 = 70;
 pub(crate) const BIT_BINARY: u8 = 77;
