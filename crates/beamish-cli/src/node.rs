@@ -29,6 +29,10 @@ pub struct NodeOpts {
     /// Scheduler threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Exit when stdin reaches its end: a parent that holds a pipe to it
+    /// open takes the node down with it however the parent ends.
+    #[arg(long)]
+    exit_on_eof: bool,
 }
 
 /// Runs the node until the process is killed.
@@ -41,6 +45,12 @@ pub fn main(opts: NodeOpts) -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .try_init();
+    if opts.exit_on_eof {
+        std::thread::spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            std::process::exit(0);
+        });
+    }
     let mut builder = beamish::Runtime::builder();
     if let Some(n) = opts.threads {
         builder = builder.worker_threads(n);

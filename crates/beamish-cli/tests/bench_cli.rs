@@ -252,7 +252,72 @@ fn list_runs_nothing() {
             "runaway",
             "restart",
             "call",
-            "link_cascade"
+            "link_cascade",
+            "dist"
         ]
     );
+}
+
+/// `dist` at a tiny size: beamish↔beamish always; erl↔erl and beamish↔erl
+/// with their ratio lines when Erlang/OTP is installed, skip lines when not.
+/// Every line well-formed and no reply out of order; no timing asserted.
+#[test]
+fn dist_at_a_tiny_size() {
+    let out = beamish(&["bench", "dist", "n=2000", "rounds=1"]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines = lines(&out);
+    assert!(lines.iter().all(|l| l.bench == "dist"), "{lines:?}");
+    let find = |runtime: &str, peer: &str| {
+        lines
+            .iter()
+            .find(|l| l.runtime == runtime && l.keys.get("peer").map(String::as_str) == Some(peer))
+    };
+    let measured = |l: &Line| {
+        assert!(!l.keys.contains_key("error"), "{l:?}");
+        assert!(num(l, "roundtrips_per_s") > 0.0, "{l:?}");
+        assert_eq!(num(l, "out_of_order"), 0.0, "{l:?}");
+        assert_eq!(
+            num(l, "all_per_s"),
+            num(l, "roundtrips_per_s"),
+            "one round: {l:?}"
+        );
+        assert_eq!(
+            (num(l, "n"), num(l, "window"), num(l, "rounds")),
+            (2000.0, 100.0, 1.0)
+        );
+    };
+
+    let bb = find("beamish", "beamish").expect("beamish-beamish line");
+    measured(bb);
+    num(bb, "threads");
+    num(bb, "nut_threads");
+
+    let ee = find("erl", "erl").expect("erl-erl line (a result or a skip)");
+    let be = find("beamish", "erl").expect("beamish-erl line (a result or a skip)");
+    let ratios: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.runtime == "beamish/erl")
+        .collect();
+    if let Some(why) = ee.keys.get("skipped") {
+        assert!(!why.is_empty());
+        assert!(be.keys.contains_key("skipped"), "{be:?}");
+        assert!(ratios.is_empty(), "{ratios:?}");
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        return;
+    }
+    measured(ee);
+    measured(be);
+    num(be, "nut_threads");
+    // beamish-erl / erl-erl, then beamish-beamish / erl-erl.
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    let pairs: Vec<&str> = ratios.iter().map(|l| l.keys["peer"].as_str()).collect();
+    assert_eq!(pairs, ["erl/erl", "beamish/erl"]);
+    for (r, over) in ratios.iter().zip([be, bb]) {
+        let expected = num(over, "roundtrips_per_s") / num(ee, "roundtrips_per_s");
+        let got = num(r, "roundtrips_per_s");
+        assert!((got - expected).abs() < 0.01 + expected * 0.01, "{r:?}");
+        assert_eq!(r.keys.len(), 2, "only peer and roundtrips_per_s: {r:?}");
+    }
 }

@@ -10,8 +10,15 @@
 //! error line (`bench=<name> runtime=<runtime> error=<why>`, exit status 1).
 //! The parent relays that line, or writes an error line of its own when the
 //! child timed out, crashed or printed nothing usable.
+//!
+//! `dist` runs between two nodes, so its lines also say which runtime drives
+//! (`peer=<runtime>`, right after `runtime=`, which names the echo node).
+//! Besides beamish↔beamish it measures erl↔erl and beamish↔erl in the same
+//! run when Erlang/OTP is installed, and prints a skip line for them when it
+//! is not (see [`dist`]).
 
 mod beamish_runtime;
+mod dist;
 pub mod measure;
 mod tokio_baseline;
 
@@ -53,6 +60,9 @@ pub struct Workload {
     pub on_tokio: bool,
     /// Extra validation of the sizes beyond each key's minimum.
     pub check: Option<Check>,
+    /// Whether it runs between two nodes, and so also with Erlang/OTP
+    /// peers (erl↔erl and beamish↔erl, when installed) in the same run.
+    pub peers: bool,
 }
 
 /// Every workload, in the order `beamish bench` runs them. Adding one is one
@@ -64,6 +74,7 @@ pub const WORKLOADS: &[Workload] = &[
         keys: &[key("n", 1_000_000, 1)],
         on_tokio: true,
         check: None,
+        peers: false,
     },
     Workload {
         name: "skynet",
@@ -71,6 +82,7 @@ pub const WORKLOADS: &[Workload] = &[
         keys: &[key("leaves", 1_000_000, 1), key("div", 10, 2)],
         on_tokio: true,
         check: Some(check_skynet),
+        peers: false,
     },
     Workload {
         name: "ring",
@@ -78,6 +90,7 @@ pub const WORKLOADS: &[Workload] = &[
         keys: &[key("procs", 10_000, 1), key("hops", 10_000_000, 1)],
         on_tokio: true,
         check: None,
+        peers: false,
     },
     Workload {
         name: "pingpong",
@@ -85,6 +98,7 @@ pub const WORKLOADS: &[Workload] = &[
         keys: &[key("n", 1_000_000, 1)],
         on_tokio: true,
         check: None,
+        peers: false,
     },
     Workload {
         name: "pingpong_par",
@@ -92,6 +106,7 @@ pub const WORKLOADS: &[Workload] = &[
         keys: &[key("pairs", 1_000, 1), key("rounds", 1_000, 1)],
         on_tokio: true,
         check: None,
+        peers: false,
     },
     Workload {
         name: "fanin",
@@ -99,6 +114,7 @@ pub const WORKLOADS: &[Workload] = &[
         keys: &[key("senders", 4, 1), key("msgs", 1_000_000, 1)],
         on_tokio: true,
         check: None,
+        peers: false,
     },
     Workload {
         name: "fairness",
@@ -110,6 +126,7 @@ pub const WORKLOADS: &[Workload] = &[
         ],
         on_tokio: true,
         check: None,
+        peers: false,
     },
     Workload {
         name: "runaway",
@@ -121,6 +138,7 @@ pub const WORKLOADS: &[Workload] = &[
         ],
         on_tokio: true,
         check: None,
+        peers: false,
     },
     Workload {
         name: "restart",
@@ -132,6 +150,7 @@ pub const WORKLOADS: &[Workload] = &[
         ],
         on_tokio: false,
         check: None,
+        peers: false,
     },
     Workload {
         name: "call",
@@ -139,6 +158,7 @@ pub const WORKLOADS: &[Workload] = &[
         keys: &[key("n", 1_000_000, 1)],
         on_tokio: true,
         check: None,
+        peers: false,
     },
     Workload {
         name: "link_cascade",
@@ -146,6 +166,21 @@ pub const WORKLOADS: &[Workload] = &[
         keys: &[key("n", 100_000, 2)],
         on_tokio: false,
         check: None,
+        peers: false,
+    },
+    Workload {
+        name: "dist",
+        about: "echo round trips between two nodes, window in flight, best of rounds",
+        keys: &[
+            key("n", 100_000, 1),
+            key("window", 100, 1),
+            key("rounds", 3, 1),
+            key("threads", 1, 0),
+            key("nut_threads", 1, 0),
+        ],
+        on_tokio: false,
+        check: None,
+        peers: true,
     },
 ];
 
@@ -373,8 +408,10 @@ impl Line {
     }
 }
 
-/// Keys that state a size rather than a measurement: no ratio for them.
-const SIZE_KEYS: &[&str] = &[
+/// Keys that state a size, a setting or a count rather than a measurement
+/// to compare (and `all_per_s`, the rounds behind a best figure): no ratio
+/// for them.
+const NO_RATIO_KEYS: &[&str] = &[
     "n",
     "procs",
     "samples",
@@ -383,34 +420,45 @@ const SIZE_KEYS: &[&str] = &[
     "msgs",
     "pairs",
     "rounds",
+    "window",
+    "threads",
+    "nut_threads",
+    "out_of_order",
+    "all_per_s",
 ];
 
-/// `bench=<name> runtime=beamish/tokio <key>=<ratio> ...` for every numeric
-/// measurement the two lines share, beamish / tokio with 2 decimals (below
-/// 1.00: beamish is lower). `None` when they share none. A key whose tokio
-/// value is zero has no ratio and is left out.
-pub fn ratio_line(beamish: &Line, tokio: &Line) -> Option<String> {
+/// `bench=<name> runtime=<a>/<b> <key>=<ratio> ...` for every numeric
+/// measurement the two lines share, `a` / `b` with 2 decimals (below 1.00:
+/// `a` is lower), e.g. `runtime=beamish/tokio`. Lines with a `peer` get
+/// `peer=<a's>/<b's>` after `runtime=`. `None` when they share no
+/// measurement. A key whose value in `b` is zero has no ratio and is left
+/// out.
+pub fn ratio_line(a: &Line, b: &Line) -> Option<String> {
     let mut ratios = String::new();
-    for (k, v) in &beamish.keys {
-        if SIZE_KEYS.contains(&k.as_str()) {
+    for (k, v) in &a.keys {
+        if NO_RATIO_KEYS.contains(&k.as_str()) {
             continue;
         }
-        let (Some(b), Some(t)) = (
+        let (Some(x), Some(y)) = (
             v.parse::<f64>().ok(),
-            tokio.get(k).and_then(|t| t.parse::<f64>().ok()),
+            b.get(k).and_then(|t| t.parse::<f64>().ok()),
         ) else {
             continue;
         };
-        if t != 0.0 && b.is_finite() && t.is_finite() {
-            ratios.push_str(&format!(" {k}={:.2}", b / t));
+        if y != 0.0 && x.is_finite() && y.is_finite() {
+            ratios.push_str(&format!(" {k}={:.2}", x / y));
         }
     }
     if ratios.is_empty() {
         return None;
     }
+    let peers = match (a.get("peer"), b.get("peer")) {
+        (None, None) => String::new(),
+        (p, q) => format!(" peer={}/{}", p.unwrap_or("-"), q.unwrap_or("-")),
+    };
     Some(format!(
-        "bench={} runtime=beamish/tokio{ratios}",
-        beamish.bench
+        "bench={} runtime={}/{}{peers}{ratios}",
+        a.bench, a.runtime, b.runtime
     ))
 }
 
@@ -421,6 +469,8 @@ pub enum Runtime {
     Beamish,
     /// Plain tokio tasks and unbounded channels.
     Tokio,
+    /// Erlang/OTP nodes (`dist` only, through `escript`).
+    Erl,
 }
 
 impl Runtime {
@@ -429,15 +479,108 @@ impl Runtime {
         match self {
             Runtime::Beamish => "beamish",
             Runtime::Tokio => "tokio",
+            Runtime::Erl => "erl",
         }
     }
 
-    fn run(self, w: &Workload, args: &Args) -> Result<Report, String> {
-        match self {
-            Runtime::Beamish => beamish_runtime::run(w.name, args),
-            Runtime::Tokio => tokio_baseline::run(w.name, args),
+    fn run(self, w: &Workload, args: &Args, peer: Option<Peer>) -> Result<Report, String> {
+        match (self, peer) {
+            (rt, Some(peer)) => dist::run(rt, peer, args),
+            (Runtime::Beamish, None) => beamish_runtime::run(w.name, args),
+            (Runtime::Tokio, None) => tokio_baseline::run(w.name, args),
+            (Runtime::Erl, None) => Err(format!("{}: no erl implementation", w.name)),
         }
     }
+}
+
+/// The runtime of the node that drives a two-node workload (`dist`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// A beamish node.
+    Beamish,
+    /// An Erlang/OTP node.
+    Erl,
+}
+
+impl Peer {
+    /// The name printed in `peer=`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Peer::Beamish => "beamish",
+            Peer::Erl => "erl",
+        }
+    }
+}
+
+/// One child run of a workload: the runtime it runs on and, for a two-node
+/// workload, the runtime of the driving node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Pair {
+    rt: Runtime,
+    peer: Option<Peer>,
+}
+
+impl Pair {
+    /// `ring (beamish)`, `dist (beamish, peer erl)`.
+    fn label(self, w: &Workload) -> String {
+        match self.peer {
+            None => format!("{} ({})", w.name, self.rt.name()),
+            Some(p) => format!("{} ({}, peer {})", w.name, self.rt.name(), p.name()),
+        }
+    }
+
+    /// The report keys that name the pair beyond `runtime=`: `peer=`.
+    fn head(self) -> Report {
+        let mut r = Report::new();
+        if let Some(p) = self.peer {
+            r.push("peer", p.name());
+        }
+        r
+    }
+
+    /// Whether `line` is this pair's.
+    fn owns(self, w: &Workload, line: &Line) -> bool {
+        line.bench == w.name
+            && line.runtime == self.rt.name()
+            && line.get("peer") == self.peer.map(Peer::name)
+    }
+}
+
+/// The child runs of `w`: beamish, then the baseline if `w` has one; for a
+/// two-node workload beamish↔beamish, then erl↔erl and beamish↔erl unless
+/// `erl_missing` says why not (then they are left out).
+fn pairs(w: &Workload, baseline: Option<Runtime>, erl_missing: Option<&str>) -> Vec<Pair> {
+    let pair = |rt, peer| Pair { rt, peer };
+    if !w.peers {
+        let mut v = vec![pair(Runtime::Beamish, None)];
+        v.extend(baseline.filter(|_| w.on_tokio).map(|b| pair(b, None)));
+        return v;
+    }
+    let mut v = vec![pair(Runtime::Beamish, Some(Peer::Beamish))];
+    if erl_missing.is_none() {
+        v.push(pair(Runtime::Erl, Some(Peer::Erl)));
+        v.push(pair(Runtime::Beamish, Some(Peer::Erl)));
+    }
+    v
+}
+
+/// The ratio lines of one workload's results: each beamish line over the
+/// line of the other runtime (tokio, or erl↔erl), the like-for-like pair
+/// (same peer) first.
+fn ratio_lines(results: &[(Pair, Option<Line>)]) -> Vec<String> {
+    let Some((reference, Some(base))) = results.iter().find(|(p, _)| p.rt != Runtime::Beamish)
+    else {
+        return Vec::new();
+    };
+    let mut beamish: Vec<&(Pair, Option<Line>)> = results
+        .iter()
+        .filter(|(p, _)| p.rt == Runtime::Beamish)
+        .collect();
+    beamish.sort_by_key(|(p, _)| p.peer != reference.peer);
+    beamish
+        .iter()
+        .filter_map(|(_, line)| ratio_line(line.as_ref()?, base))
+        .collect()
 }
 
 /// What the beamish figures can be compared with.
@@ -477,6 +620,10 @@ pub struct OneOpts {
     pub runtime: Runtime,
     /// The workload.
     pub workload: String,
+    /// The runtime of the driving node, for a two-node workload (default:
+    /// the runtime's own).
+    #[arg(long, value_enum)]
+    pub peer: Option<Peer>,
     /// `key=value` size overrides.
     pub overrides: Vec<String>,
 }
@@ -534,21 +681,25 @@ pub fn main(opts: BenchOpts) -> ExitCode {
         }
     };
     let baseline = opts.baseline.map(|Baseline::Tokio| Runtime::Tokio);
+    let erl_missing = if runs.iter().any(|(w, _)| w.peers) {
+        dist::erl_missing()
+    } else {
+        None
+    };
     let total: usize = runs
         .iter()
-        .map(|(w, _)| 1 + usize::from(baseline.is_some() && w.on_tokio))
+        .map(|(w, _)| pairs(w, baseline, erl_missing.as_deref()).len())
         .sum();
     let timeout = Duration::from_secs(opts.timeout);
     let mut done = 0;
     let mut failed = false;
     for (w, a) in &runs {
-        let mut lines = Vec::new();
-        let rts = std::iter::once(Runtime::Beamish).chain(baseline.filter(|_| w.on_tokio));
-        for rt in rts {
+        let mut results = Vec::new();
+        for pair in pairs(w, baseline, erl_missing.as_deref()) {
             done += 1;
-            let label = format!("[{done}/{total}] {} ({})", w.name, rt.name());
+            let label = format!("[{done}/{total}] {}", pair.label(w));
             eprint!("{label}… ");
-            let out = run_child(&exe, rt, w, a, timeout);
+            let out = run_child(&exe, pair, w, a, timeout);
             let verdict = if out.ok { "done" } else { "failed" };
             let secs = out.elapsed.as_secs_f64();
             if out.relayed {
@@ -561,13 +712,27 @@ pub fn main(opts: BenchOpts) -> ExitCode {
                 return ExitCode::FAILURE; // nobody reads the results any more
             }
             failed |= !out.ok;
-            lines.push(out.ok.then(|| Line::parse(&out.line)).flatten());
+            results.push((pair, out.ok.then(|| Line::parse(&out.line)).flatten()));
         }
-        if let [Some(b), Some(t)] = lines.as_slice()
-            && let Some(ratio) = ratio_line(b, t)
-            && emit(&ratio).is_err()
+        if w.peers
+            && let Some(why) = &erl_missing
         {
-            return ExitCode::FAILURE;
+            // Not a failure: the erl-peered pairs need what is not here.
+            for rt in [Runtime::Erl, Runtime::Beamish] {
+                let pair = Pair {
+                    rt,
+                    peer: Some(Peer::Erl),
+                };
+                let line = pair.head().with("skipped", why).line(w.name, rt.name());
+                if emit(&line).is_err() {
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        for ratio in ratio_lines(&results) {
+            if emit(&ratio).is_err() {
+                return ExitCode::FAILURE;
+            }
         }
     }
     if failed {
@@ -596,10 +761,12 @@ fn list(runs: &[(&Workload, Args)]) {
                 format!("{}={}", k.name, grouped(v))
             })
             .collect();
-        let tokio = if w.on_tokio {
-            ""
-        } else {
-            " (no tokio baseline)"
+        let tokio = match (w.on_tokio, w.peers) {
+            (true, _) => "",
+            (false, false) => " (no tokio baseline)",
+            (false, true) => {
+                " (no tokio baseline; erl-erl and beamish-erl too when erl is installed)"
+            }
         };
         let line = format!("{:<13} {:<40} {}{tokio}", w.name, sizes.join(" "), w.about);
         if emit(&line).is_err() {
@@ -632,20 +799,23 @@ struct Outcome {
     relayed: bool,
 }
 
-/// Runs `w` on `rt` in a child process (this executable, `bench-one`) and
+/// Runs `w` as `pair` in a child process (this executable, `bench-one`) and
 /// waits for it at most `timeout`, then kills it.
-fn run_child(exe: &Path, rt: Runtime, w: &Workload, args: &Args, timeout: Duration) -> Outcome {
+fn run_child(exe: &Path, pair: Pair, w: &Workload, args: &Args, timeout: Duration) -> Outcome {
     let t0 = Instant::now();
+    let rt = pair.rt;
     let error = |why: &str, relayed: bool| Outcome {
-        line: Report::new().with("error", why).line(w.name, rt.name()),
+        line: pair.head().with("error", why).line(w.name, rt.name()),
         ok: false,
         elapsed: t0.elapsed(),
         relayed,
     };
-    let mut child = match Command::new(exe)
-        .arg("bench-one")
-        .arg(rt.name())
-        .arg(w.name)
+    let mut command = Command::new(exe);
+    command.arg("bench-one").arg(rt.name()).arg(w.name);
+    if let Some(peer) = pair.peer {
+        command.arg("--peer").arg(peer.name());
+    }
+    let mut child = match command
         .args(args.to_items())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -701,7 +871,7 @@ fn run_child(exe: &Path, rt: Runtime, w: &Workload, args: &Args, timeout: Durati
     };
     let own = stdout
         .lines()
-        .find(|l| Line::parse(l).is_some_and(|p| p.bench == w.name && p.runtime == rt.name()));
+        .find(|l| Line::parse(l).is_some_and(|p| pair.owns(w, &p)));
     match own {
         Some(l) if status.success() && Line::parse(l).is_some_and(|p| p.get("error").is_none()) => {
             Outcome {
@@ -754,14 +924,24 @@ pub fn one(opts: OneOpts) -> ExitCode {
         Ok(a) => a,
         Err(e) => return usage_error(&e),
     };
-    let (line, code) = match opts.runtime.run(w, &args) {
-        Ok(report) => (report.line(w.name, opts.runtime.name()), 0),
+    let rt = opts.runtime;
+    let peer = match (w.peers, opts.peer) {
+        (false, Some(_)) => return usage_error(&format!("{}: --peer is for dist", w.name)),
+        (false, None) => None,
+        (true, Some(p)) => Some(p),
+        (true, None) if rt == Runtime::Erl => Some(Peer::Erl),
+        (true, None) => Some(Peer::Beamish),
+    };
+    let pair = Pair { rt, peer };
+    let (line, code) = match rt.run(w, &args, peer) {
+        Ok(report) => {
+            let mut head = pair.head();
+            head.0.extend(report.0);
+            (head.line(w.name, rt.name()), 0)
+        }
         Err(e) => {
-            eprintln!("beamish bench: {} on {}: {e}", w.name, opts.runtime.name());
-            let line = Report::new()
-                .with("error", e)
-                .line(w.name, opts.runtime.name());
-            (line, 1)
+            eprintln!("beamish bench: {}: {e}", pair.label(w));
+            (pair.head().with("error", e).line(w.name, rt.name()), 1)
         }
     };
     let _ = emit(&line);
@@ -953,5 +1133,67 @@ mod tests {
             ratio_line(&b, &t).unwrap(),
             "bench=f runtime=beamish/tokio p99_us=1.50"
         );
+    }
+
+    #[test]
+    fn dist_pairs_and_ratios() {
+        let dist = workload("dist").unwrap();
+        let names = |v: Vec<Pair>| -> Vec<String> { v.iter().map(|p| p.label(dist)).collect() };
+        assert_eq!(
+            names(pairs(dist, Some(Runtime::Tokio), None)),
+            [
+                "dist (beamish, peer beamish)",
+                "dist (erl, peer erl)",
+                "dist (beamish, peer erl)"
+            ]
+        );
+        assert_eq!(
+            names(pairs(dist, None, Some("no erl"))),
+            ["dist (beamish, peer beamish)"]
+        );
+        let ring = workload("ring").unwrap();
+        assert_eq!(pairs(ring, Some(Runtime::Tokio), Some("no erl")).len(), 2);
+
+        let line = |s: &str| Line::parse(s).unwrap();
+        let pair = |rt, peer| Pair {
+            rt,
+            peer: Some(peer),
+        };
+        let bb = line(
+            "bench=dist runtime=beamish peer=beamish roundtrips_per_s=400000 out_of_order=0 \
+             all_per_s=1,400000 n=10 window=100 rounds=2 threads=1 nut_threads=1",
+        );
+        let ee = line(
+            "bench=dist runtime=erl peer=erl roundtrips_per_s=80000 out_of_order=3 \
+             all_per_s=80000,2 n=10 window=100 rounds=2",
+        );
+        let be = line(
+            "bench=dist runtime=beamish peer=erl roundtrips_per_s=100000 out_of_order=1 \
+             all_per_s=100000,3 n=10 window=100 rounds=2 nut_threads=1",
+        );
+        assert!(pair(Runtime::Beamish, Peer::Erl).owns(dist, &be));
+        assert!(!pair(Runtime::Beamish, Peer::Erl).owns(dist, &bb));
+        assert!(
+            !Pair {
+                rt: Runtime::Beamish,
+                peer: None
+            }
+            .owns(dist, &bb)
+        );
+        let results = [
+            (pair(Runtime::Beamish, Peer::Beamish), Some(bb)),
+            (pair(Runtime::Erl, Peer::Erl), Some(ee)),
+            (pair(Runtime::Beamish, Peer::Erl), Some(be)),
+        ];
+        assert_eq!(
+            ratio_lines(&results),
+            [
+                "bench=dist runtime=beamish/erl peer=erl/erl roundtrips_per_s=1.25",
+                "bench=dist runtime=beamish/erl peer=beamish/erl roundtrips_per_s=5.00"
+            ]
+        );
+        // A failed reference: no ratios.
+        let failed = [(results[0].0, results[0].1.clone()), (results[1].0, None)];
+        assert!(ratio_lines(&failed).is_empty());
     }
 }
