@@ -1,8 +1,9 @@
 //! Pids, references and ports on the wire, and the mapping between a
 //! remote pid and our 8-byte [`Pid`].
 //!
-//! A local pid goes out as `NEW_PID_EXT {node, ID = low 32 bits, Serial =
-//! high 32 bits, creation}` with this node's name and creation. A pid of any
+//! A local pid goes out as `NEW_PID_EXT {node, ID, Serial, creation}` with
+//! this node's name and creation, ID being its table index and Serial its
+//! slot's serial (see [`local_to_wire`]). A pid of any
 //! other node (or of an older incarnation of this one) takes one of two
 //! forms, told apart by the tag in bits 60..64:
 //!
@@ -262,11 +263,25 @@ fn local(w: &WirePid) -> Option<Pid> {
     if w.node != node || w.creation != creation {
         return None;
     }
-    let bits = u64::from(w.id) | (u64::from(w.serial) << 32);
-    if bits >> TAG_SHIFT != 0 {
+    // The inverse of `local_to_wire`.
+    let runtime = (w.id >> 28) | ((w.serial >> 24) << 4);
+    let serial = w.serial & 0xFF_FFFF;
+    if runtime > 0xFF || serial == 0 {
         return None;
     }
-    Pid::from_bits(bits)
+    Some(Pid::new(runtime as u8, w.id & 0x0FFF_FFFF, serial))
+}
+
+/// A local pid's wire words, shaped like OTP's own pids: ID is the table
+/// index (with the low 4 bits of the runtime id above it), Serial the slot's
+/// serial (with the rest of the runtime id above it). So a peer sees small
+/// serials, and beamish pids are compact on beamish peers too.
+fn local_to_wire(pid: Pid) -> (u32, u32) {
+    let runtime = u32::from(pid.runtime());
+    (
+        pid.index() | ((runtime & 0xF) << 28),
+        pid.serial() | ((runtime >> 4) << 24),
+    )
 }
 
 /// The pid a wire pid names: a local pid when it carries this node's name
@@ -323,10 +338,11 @@ pub(crate) fn pid_to_wire(pid: Pid) -> WirePid {
         _ => {}
     }
     let (node, creation) = this_node();
+    let (id, serial) = local_to_wire(pid);
     WirePid {
         node,
-        id: bits as u32,
-        serial: (bits >> 32) as u32,
+        id,
+        serial,
         creation,
     }
 }
@@ -437,6 +453,21 @@ mod tests {
         assert!(old.is_remote());
         assert_ne!(old, local);
         assert_eq!(pid_to_wire(old), WirePid { creation: 76, ..w });
+        // Every runtime id and serial maps back; small runtimes keep the
+        // serial as OTP would.
+        for (rt, index, serial) in [
+            (0, 0, 1),
+            (15, 7, 65_535),
+            (16, 7, 3),
+            (255, 0x0FFF_FFFF, 0xFF_FFFF),
+        ] {
+            let pid = Pid::new(rt, index, serial);
+            let w = pid_to_wire(pid);
+            assert_eq!(w.id & 0x0FFF_FFFF, index);
+            assert_eq!(w.serial & 0xFF_FFFF, serial);
+            assert_eq!(pid_from_wire(w).unwrap(), pid);
+        }
+        assert_eq!(pid_to_wire(Pid::new(1, 42, 5)).serial, 5);
         set_this_node(Atom::NONODE, 0);
     }
 
