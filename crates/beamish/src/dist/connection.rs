@@ -25,7 +25,9 @@ use tokio::net::TcpStream;
 use super::control::{self, Control, Proc, ReasonAt, op};
 use super::frame::{self, Framing, Reader};
 use super::handshake::{self, Peer as PeerInfo};
-use super::node::{NodeDown, NodeState, NodeUp, Peer, encode_body, noconnection_down, state};
+use super::node::{
+    NodeDown, NodeState, NodeUp, Peer, encode_body, encode_body_into, noconnection_down, state,
+};
 use super::term::Term;
 use super::{Atom, DistFlags, ExtRef, epmd, etf};
 use crate::mailbox::node::NodeBox;
@@ -286,6 +288,8 @@ struct Conn<'a> {
     next_seq: u64,
     /// Set once the connection ended normally and `finish` takes over.
     finished: bool,
+    /// Where control messages are encoded (reused).
+    scratch: Vec<u8>,
 }
 
 async fn run(st: &'static NodeState, node: Atom, stream: TcpStream, peer: PeerInfo) {
@@ -317,6 +321,7 @@ async fn run(st: &'static NodeState, node: Atom, stream: TcpStream, peer: PeerIn
         wrote_since_tick: false,
         next_seq: 1,
         finished: false,
+        scratch: Vec::with_capacity(128),
     };
     let why = c.serve().await;
     match &why {
@@ -800,7 +805,9 @@ impl Conn<'_> {
 
     /// Queues a control message and its encoded payload.
     fn message(&mut self, ctrl: &Term, payload: &[u8]) {
-        let ctrl = encode_body(ctrl);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        encode_body_into(ctrl, &mut scratch);
         let framing = if !self.flags.contains(DistFlags::DIST_HDR_ATOM_CACHE) {
             Framing::PassThrough
         } else if self.flags.contains(DistFlags::FRAGMENTS) {
@@ -810,7 +817,8 @@ impl Conn<'_> {
         };
         let seq = self.next_seq;
         self.next_seq += 1;
-        frame::write_message(&mut self.output, &ctrl, payload, framing, seq);
+        frame::write_message(&mut self.output, &scratch, payload, framing, seq);
+        self.scratch = scratch;
     }
 }
 

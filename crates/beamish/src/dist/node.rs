@@ -546,13 +546,19 @@ pub fn monitor_nodes(on: bool) {
 /// code that builds one by hand can make) goes out as `undefined`, with a
 /// log line.
 pub(crate) fn encode_body(t: &Term) -> Vec<u8> {
-    let mut out = Vec::new();
-    if let Err(e) = etf::encode_untagged(t, &mut out) {
-        tracing::warn!("term not encodable ({e}); sent as undefined");
-        out.clear();
-        let _ = etf::encode_untagged(&Term::Atom(Atom::UNDEFINED), &mut out);
-    }
+    let mut out = Vec::with_capacity(64);
+    encode_body_into(t, &mut out);
     out
+}
+
+/// [`encode_body`] appended to `out`.
+pub(crate) fn encode_body_into(t: &Term, out: &mut Vec<u8>) {
+    let start = out.len();
+    if let Err(e) = etf::encode_untagged(t, out) {
+        tracing::warn!("term not encodable ({e}); sent as undefined");
+        out.truncate(start);
+        let _ = etf::encode_untagged(&Term::Atom(Atom::UNDEFINED), out);
+    }
 }
 
 /// A `Down` for a monitor of a remote process whose node is unreachable.
