@@ -61,6 +61,17 @@ pub(crate) enum Out {
     Adopt(Box<(TcpStream, PeerInfo)>),
     /// Another connection replaced this one (the peer restarted).
     Replaced,
+    /// What a connection the peer closed had not written yet, for the
+    /// connection that succeeds it.
+    Handover(Box<Handover>),
+}
+
+/// Leftovers of a connection that the peer closed.
+pub(crate) struct Handover {
+    /// Encoded frames not yet written (whole frames only).
+    output: BytesMut,
+    /// Items still in the mailbox, in order.
+    items: Vec<Out>,
 }
 
 /// Answers a signal for a remote pid that cannot be delivered: a link gets
@@ -148,8 +159,19 @@ const BATCH: usize = 256;
 
 /// The process that `push` starts for a node we have no connection to:
 /// connects (EPMD look-up, then the handshake), then runs the connection.
-pub(crate) async fn connect(node: Atom) {
+pub(crate) async fn connect(node: Atom, successor: bool) {
     let Some(st) = state() else { return };
+    // A successor first takes what its predecessor had not written, so that
+    // it goes out before anything sent since.
+    let mut leftovers = None;
+    if successor {
+        let handover = crate::receive_if::<Out, _>(|o| matches!(o, Out::Handover(_)))
+            .timeout(HANDOVER_WAIT)
+            .await;
+        if let Some(Out::Handover(h)) = handover {
+            leftovers = Some(h);
+        }
+    }
     let attempt = async {
         let (alive, host) = node
             .as_str()
@@ -165,31 +187,56 @@ pub(crate) async fn connect(node: Atom) {
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let _ = stream.set_nodelay(true);
-        let peer = handshake::initiate(
+        match handshake::initiate(
             &mut stream,
             &st.handshake_config(),
             Some(node.as_str()),
             || true,
         )
         .await
-        .map_err(|e| format!("handshake: {e}"))?;
-        Ok::<_, String>((stream, peer))
+        {
+            Ok(peer) => Ok((stream, peer)),
+            // The peer connects to us at the same time and its name wins:
+            // its socket comes through the acceptor.
+            Err(handshake::HandshakeError::Nok) => Err(LOST.to_owned()),
+            Err(e) => Err(format!("handshake: {e}")),
+        }
     };
-    let result = tokio::select! {
+    let adopt = || crate::receive_if::<Out, _>(|o| matches!(o, Out::Adopt(_)));
+    let mut result = tokio::select! {
         r = attempt => r,
-        adopt = crate::receive_if::<Out, _>(|o| matches!(o, Out::Adopt(_))) => match adopt {
+        out = adopt() => match out {
             Out::Adopt(b) => Ok(*b),
             _ => Err("unexpected item".to_owned()),
         },
     };
+    if matches!(&result, Err(e) if e == LOST) {
+        result = match adopt().timeout(st.config.handshake_timeout).await {
+            Some(Out::Adopt(b)) => Ok(*b),
+            _ => Err("the peer won a simultaneous connect but never completed it".to_owned()),
+        };
+    }
     match result {
-        Ok((stream, peer)) => run(st, node, stream, peer).await,
+        Ok((stream, peer)) => run(st, node, stream, peer, leftovers).await,
         Err(why) => {
             tracing::warn!(%node, "cannot connect: {why}");
-            finish(st, node, Tables::default()).await;
+            let mut tables = Tables::default();
+            if let Some(h) = leftovers {
+                for out in h.items {
+                    tables.refuse_queued(out);
+                }
+            }
+            finish(st, node, tables, None).await;
         }
     }
 }
+
+/// What a failed initiator waits for when the peer's simultaneous attempt
+/// won.
+const LOST: &str = "lost the simultaneous connect";
+
+/// How long a successor waits for its predecessor's leftovers.
+const HANDOVER_WAIT: Duration = Duration::from_secs(5);
 
 async fn resolve(host: &str) -> Result<std::net::IpAddr, String> {
     if let Ok(ip) = host.parse() {
@@ -259,7 +306,7 @@ pub(crate) async fn accepted(mut stream: TcpStream, addr: SocketAddr) {
             }
         }
     }
-    run(st, node, stream, peer).await;
+    run(st, node, stream, peer, None).await;
 }
 
 impl NodeState {
@@ -290,9 +337,18 @@ struct Conn<'a> {
     finished: bool,
     /// Where control messages are encoded (reused).
     scratch: Vec<u8>,
+    /// True while `output` starts at a frame boundary (no frame of it has
+    /// been written in part).
+    output_clean: bool,
 }
 
-async fn run(st: &'static NodeState, node: Atom, stream: TcpStream, peer: PeerInfo) {
+async fn run(
+    st: &'static NodeState,
+    node: Atom,
+    stream: TcpStream,
+    peer: PeerInfo,
+    leftovers: Option<Box<Handover>>,
+) {
     let me = crate::self_pid();
     if let Some(p) = st.peers.write().get_mut(&node)
         && p.conn == me
@@ -322,16 +378,37 @@ async fn run(st: &'static NodeState, node: Atom, stream: TcpStream, peer: PeerIn
         next_seq: 1,
         finished: false,
         scratch: Vec::with_capacity(128),
+        output_clean: true,
     };
-    let why = c.serve().await;
+    let mut why = None;
+    if let Some(h) = leftovers {
+        c.output.extend_from_slice(&h.output);
+        for out in h.items {
+            if let Err(e) = c.outgoing(out) {
+                why = Some(e);
+                break;
+            }
+        }
+    }
+    let why = match why {
+        Some(why) => why,
+        None => c.serve().await,
+    };
     match &why {
         Ended::Replaced | Ended::Closed => tracing::info!(%node, "connection down: {why}"),
         _ => tracing::warn!(%node, "connection down: {why}"),
     }
     c.finished = true;
     let tables = std::mem::take(&mut c.tables);
+    // The peer went away (or closed on us): what it never got goes to a
+    // successor, which connects again (Erlang's auto-connect on send).
+    let handover = match why {
+        Ended::Closed | Ended::Io(_) if c.output_clean => Some(std::mem::take(&mut c.output)),
+        Ended::Closed | Ended::Io(_) => Some(BytesMut::new()),
+        _ => None,
+    };
     drop(c);
-    finish(st, node, tables).await;
+    finish(st, node, tables, handover).await;
 }
 
 impl Drop for Conn<'_> {
@@ -398,11 +475,16 @@ impl Conn<'_> {
 
     /// Writes as much pending output as the socket takes now.
     fn flush(&mut self) -> Result<(), Ended> {
+        if !self.output.is_empty() && self.output_clean && peer_closed(&self.stream) {
+            // Nothing of this batch would arrive: keep it for a successor.
+            return Err(Ended::Closed);
+        }
         while !self.output.is_empty() {
             match self.stream.try_write(&self.output) {
                 Ok(0) => return Err(Ended::Closed),
                 Ok(n) => {
                     let _ = self.output.split_to(n);
+                    self.output_clean = self.output.is_empty();
                     self.wrote_since_tick = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -694,8 +776,17 @@ impl Conn<'_> {
                     self.tables.node_monitors.swap_remove(i);
                 }
             }
-            Out::Adopt(_) => {} // already connected: the extra socket closes
+            // Already connected: the extra socket closes.
+            Out::Adopt(_) => {}
             Out::Replaced => return Err(Ended::Replaced),
+            // Leftovers of a predecessor that arrived late: their order
+            // behind newer items is lost, so they are written now.
+            Out::Handover(h) => {
+                self.output.extend_from_slice(&h.output);
+                for out in h.items {
+                    self.outgoing(out)?;
+                }
+            }
         }
         if self.output.len() >= READ_CHUNK {
             self.flush()?;
@@ -827,28 +918,101 @@ impl Conn<'_> {
 /// Leaves the table, then tells everyone who depended on the connection:
 /// links get `noconnection` exits, monitors `Down` with `noconnection`,
 /// node watchers `NodeDown`; what was still queued is answered the same way.
-async fn finish(st: &NodeState, node: Atom, mut tables: Tables) {
-    let was_up = leave(st, node);
+async fn finish(st: &NodeState, node: Atom, mut tables: Tables, handover: Option<BytesMut>) {
+    let (was_up, successor) = match handover.is_some() {
+        true => leave_to_successor(st, node),
+        false => (leave(st, node), None),
+    };
     // Nothing new reaches this mailbox now; what is in it is the last.
+    let mut items = Vec::new();
     while let Some(out) = crate::receive::<Out>().timeout(Duration::ZERO).await {
+        match successor {
+            Some(_) => items.push(out),
+            None => tables.refuse_queued(out),
+        }
+    }
+    if let Some(next) = successor {
+        let h = Handover {
+            output: handover.unwrap_or_default(),
+            items,
+        };
+        if let Err(back) = runtime::deliver(next, NodeBox::message(Out::Handover(Box::new(h)))) {
+            crate::mailbox::node::drop_quietly(back);
+        }
+    }
+    notify(st, node, tables, was_up);
+}
+
+/// Replaces this connection in the peers table by a new one that connects
+/// again and starts with this one's leftovers. Returns whether this one was
+/// up, and the successor (none if this one was no longer in the table).
+fn leave_to_successor(st: &NodeState, node: Atom) -> (bool, Option<Pid>) {
+    let me = crate::try_self_pid();
+    let mut peers = st.peers.write();
+    let Some(p) = peers.get_mut(&node).filter(|p| Some(p.conn) == me) else {
+        return (false, None);
+    };
+    let was_up = p.up;
+    match st.handle.spawn(connect(node, true)) {
+        Ok(next) => {
+            *p = Peer {
+                conn: next,
+                up: false,
+            };
+            (was_up, Some(next))
+        }
+        Err(_) => {
+            peers.remove(&node);
+            (was_up, None)
+        }
+    }
+}
+
+impl Tables {
+    /// Answers an item left in the mailbox of a connection that ended:
+    /// links and monitors get `noconnection`, messages are dropped.
+    fn refuse_queued(&mut self, out: Out) {
         match out {
             Out::Signal { from, to, signal } => match signal {
                 Signal::Link { .. } | Signal::Monitor { .. } | Signal::Info(_) => {
                     refuse(to, signal, from)
                 }
                 Signal::Unlink { from } => {
-                    tables.links.remove(&(from, to));
+                    self.links.remove(&(from, to));
                 }
                 Signal::Demonitor { monitor } => {
-                    tables.monitors_out.remove(&monitor);
+                    self.monitors_out.remove(&monitor);
                 }
                 _ => {}
             },
-            Out::MonitorNode { from, on: true } => tables.node_monitors.push(from),
+            Out::MonitorNode { from, on: true } => self.node_monitors.push(from),
+            Out::Handover(h) => {
+                for out in h.items {
+                    self.refuse_queued(out);
+                }
+            }
             _ => {}
         }
     }
-    notify(st, node, tables, was_up);
+}
+
+/// True if the peer has closed its side (a read would return end of
+/// stream). Asked of the socket itself: the reactor's readiness may not
+/// have caught up yet.
+fn peer_closed(stream: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut byte = 0u8;
+    // SAFETY: a one-byte peek into a local buffer on a socket this
+    // connection owns; MSG_DONTWAIT makes it return at once.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n == 0
 }
 
 /// Takes this connection out of the peers table (if it is still there);

@@ -378,7 +378,7 @@ impl NodeState {
                 }
             }
         }
-        let Ok(conn) = self.handle.spawn(connection::connect(node)) else {
+        let Ok(conn) = self.handle.spawn(connection::connect(node, false)) else {
             return; // the runtime is shutting down
         };
         peers.insert(node, Peer { conn, up: false });
