@@ -317,7 +317,6 @@ fn three_beamish_nodes_and_the_test_node_form_a_cluster() {
         )
         .await;
         assert_eq!(reply(&tag, "A to C after B died").await, atom("still"));
-        let _ = ta;
         dist::nodes()
     });
     assert!(!after.contains(&cb.node), "{after:?}");

@@ -707,7 +707,7 @@ fn our_exit_reaches_the_linked_erl_process() {
 
         // Another reason kills a non-trapping erl process with it.
         let p2 = puppet(en).await;
-        let q2 = beamish::spawn(async move {
+        beamish::spawn(async move {
             beamish::link(p2).expect("link");
             beamish::exit::<()>(Reason::Term(std::sync::Arc::new(tuple([
                 atom("bye"),
@@ -737,7 +737,6 @@ fn our_exit_reaches_the_linked_erl_process() {
             matches!(t.as_tuple(), Some([tag, p, _]) if tag.is_atom(a("puppet_down")) && p.as_pid() == Some(p3))
         })
         .await;
-        let _ = q2;
     });
 }
 
@@ -772,7 +771,7 @@ fn monitors_of_erl_processes() {
         let m = beamish::monitor(dead);
         let down = recv::<Down>("down of a dead pid", |d| d.monitor == m).await;
         assert_eq!((down.pid, down.reason), (dead, Reason::NoProc));
-        let _ = beamish::link(dead);
+        assert_eq!(beamish::link(dead), Ok(()));
         let exit = recv::<Exit>("exit of a dead pid", |e| e.from == dead).await;
         assert_eq!(exit.reason, Reason::NoProc);
 
