@@ -186,7 +186,7 @@ fn erl_pings_us_and_both_nodes_list_each_other() {
     );
     // The connection erl made carries our requests too.
     let r = w.run(async move { ctl(en, atom("make_ref"), "make_ref").await });
-    assert_eq!(r.as_ref().map(|r| r.node), Some(en), "{r}");
+    assert_eq!(r.as_reference().map(|r| r.node), Some(en), "{r}");
 }
 
 #[test]
