@@ -394,6 +394,10 @@ fn node_box_lost(node: NodeBox) {
 
 // ------------------------------------------------------------------ routing
 
+/// Reductions a send to a remote pid costs (a process has about 4,000
+/// between yields).
+const REMOTE_SEND_REDUCTIONS: u32 = 200;
+
 /// Delivers a message or signal to a remote pid: the way out of
 /// `runtime::deliver` for pids with the remote tag. `Err` gives the item
 /// back when the pid can reach no process (a pid of this node's older
@@ -407,6 +411,11 @@ pub(crate) fn deliver_remote(to: Pid, node: NodeBox) -> Result<(), NodeBox> {
         // An older incarnation of this node: reaches no process.
         return Err(node);
     }
+    // A remote send costs more reductions than a local one, so that a
+    // process sending many yields after a few dozen: its connection then
+    // writes them while the sender goes on, and the two nodes work at the
+    // same time instead of taking turns by whole batches.
+    crate::runtime::context::consume(REMOTE_SEND_REDUCTIONS);
     let out = match node.kind() {
         Kind::Message => match node.downcast::<Term>() {
             Ok(term) => Out::Send {
