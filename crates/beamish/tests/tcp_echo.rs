@@ -175,8 +175,18 @@ async fn exchange(stream: &mut TcpStream, msg: &[u8], what: &str) -> Result<(), 
 
 /// Connects, exchanges messages one at a time, then a pipelined burst;
 /// returns the open connection.
+/// Connection attempts in flight at once. A burst of 1,000 SYNs overflows
+/// the listen backlog; the kernel then answers with SYN cookies, and a
+/// retransmitted handshake can leave the server with an extra established
+/// connection that no client owns (its process then waits for data
+/// forever, correctly). Connecting in waves keeps every server-side
+/// connection matched to a client; all 1,000 still stay open at once.
+static CONNECTING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(64);
+
 async fn client_talk(addr: SocketAddr, id: usize) -> Result<TcpStream, String> {
+    let permit = CONNECTING.acquire().await.map_err(|e| e.to_string())?;
     let mut s = io(&format!("client {id}: connect"), TcpStream::connect(addr)).await?;
+    drop(permit);
     s.set_nodelay(true).map_err(|e| e.to_string())?;
     for i in 0..MESSAGES {
         exchange(&mut s, &message(id, i), &format!("client {id} message {i}")).await?;
