@@ -1,11 +1,10 @@
 //! `beamish node`: runs a distributed node that Erlang and beamish nodes can
 //! connect to, with the `echo` service of the interop contract registered.
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use beamish::dist::{self, NodeConfig};
+use beamish::dist::NodeConfig;
 use clap::Args;
 
 #[path = "../../beamish/examples/interop_node/echo.rs"]
@@ -37,14 +36,7 @@ pub struct NodeOpts {
 
 /// Runs the node until the process is killed.
 pub fn main(opts: NodeOpts) -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .try_init();
+    echo::init_logging();
     if opts.exit_on_eof {
         std::thread::spawn(|| {
             let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
@@ -68,19 +60,7 @@ pub fn main(opts: NodeOpts) -> ExitCode {
         if let Some(port) = opts.epmd_port {
             config = config.epmd_port(port);
         }
-        let info = dist::start(config).await?;
-        beamish::register("echo", beamish::spawn(echo::echo()))?;
-        tracing::info!(node = %info.name, creation = info.creation, port = info.port, "ready");
-        {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "ready");
-            let _ = out.flush();
-        }
-        loop {
-            let _ = beamish::receive::<()>().await;
-        }
-        #[allow(unreachable_code)]
-        Ok::<(), beamish::Error>(())
+        echo::serve(config).await
     });
     match result {
         Ok(Ok(())) => ExitCode::SUCCESS,

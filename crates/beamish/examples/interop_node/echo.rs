@@ -1,11 +1,41 @@
 //! The echo process of the interop contract (see `main.rs`): one request
 //! at a time, and every process it spawns follows the same protocol.
 
+use std::io::Write;
 use std::sync::Arc;
 
-use beamish::dist::{self, Atom, NodeDown, Term};
+use beamish::dist::{self, Atom, NodeConfig, NodeDown, Term};
 use beamish::{Down, Exit, Pid, Reason, Ref};
 use rustc_hash::FxHashMap;
+/// Logs go to stderr (stdout carries only the `ready` line), at `info`
+/// unless `RUST_LOG` says otherwise.
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+}
+
+/// Starts the node, registers `echo`, prints `ready` on stdout (flushed),
+/// and runs until the OS process is killed.
+pub async fn serve(config: NodeConfig) -> Result<(), beamish::Error> {
+    let info = dist::start(config).await?;
+    beamish::register("echo", beamish::spawn(echo()))?;
+    tracing::info!(node = %info.name, creation = info.creation, port = info.port, "ready");
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "ready");
+        let _ = out.flush();
+    }
+    loop {
+        let _ = beamish::receive::<()>().await;
+    }
+}
+
 fn atom(name: &str) -> Term {
     Term::Atom(Atom::new(name).unwrap_or(Atom::UNDEFINED))
 }

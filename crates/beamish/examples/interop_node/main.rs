@@ -28,9 +28,7 @@
 //! | `{From, Ref, Term}`                | replies `{Ref, Term}`, the term exactly as received    |
 //! | anything else                      | ignored                                                |
 
-use std::io::Write;
-
-use beamish::dist::{self, NodeConfig};
+use beamish::dist::NodeConfig;
 
 mod echo;
 
@@ -57,14 +55,7 @@ fn args() -> Result<Args, String> {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    echo::init_logging();
     let args = match args() {
         Ok(a) => a,
         Err(e) => {
@@ -73,23 +64,7 @@ fn main() {
         }
     };
     let rt = beamish::Runtime::new().expect("runtime");
-    let result = rt.block_on(async move {
-        let info = dist::start(NodeConfig::new(args.name, args.cookie)).await?;
-        let echo = beamish::spawn(echo::echo());
-        beamish::register("echo", echo)?;
-        tracing::info!(node = %info.name, creation = info.creation, port = info.port, "ready");
-        {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "ready");
-            let _ = out.flush();
-        }
-        // Run until killed.
-        loop {
-            let _ = beamish::receive::<()>().await;
-        }
-        #[allow(unreachable_code)]
-        Ok::<(), beamish::Error>(())
-    });
+    let result = rt.block_on(echo::serve(NodeConfig::new(args.name, args.cookie)));
     match result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
