@@ -407,8 +407,11 @@ async fn run(
         Ended::Closed | Ended::Io(_) => Some(BytesMut::new()),
         _ => None,
     };
+    // Out of the table before the socket closes: a peer that sees the close
+    // and connects again at once must find no stale entry.
+    let left = leave_table(st, node, handover.is_some());
     drop(c);
-    finish(st, node, tables, handover).await;
+    finish_left(st, node, tables, handover, left).await;
 }
 
 impl Drop for Conn<'_> {
@@ -918,11 +921,28 @@ impl Conn<'_> {
 /// Leaves the table, then tells everyone who depended on the connection:
 /// links get `noconnection` exits, monitors `Down` with `noconnection`,
 /// node watchers `NodeDown`; what was still queued is answered the same way.
-async fn finish(st: &NodeState, node: Atom, mut tables: Tables, handover: Option<BytesMut>) {
-    let (was_up, successor) = match handover.is_some() {
+async fn finish(st: &NodeState, node: Atom, tables: Tables, handover: Option<BytesMut>) {
+    let left = leave_table(st, node, handover.is_some());
+    finish_left(st, node, tables, handover, left).await;
+}
+
+/// Leaves the peers table: for good, or in favour of a successor when
+/// `handover`. Returns whether this connection was up, and the successor.
+fn leave_table(st: &NodeState, node: Atom, handover: bool) -> (bool, Option<Pid>) {
+    match handover {
         true => leave_to_successor(st, node),
         false => (leave(st, node), None),
-    };
+    }
+}
+
+/// [`finish`] once the table has been left.
+async fn finish_left(
+    st: &NodeState,
+    node: Atom,
+    mut tables: Tables,
+    handover: Option<BytesMut>,
+    (was_up, successor): (bool, Option<Pid>),
+) {
     // Nothing new reaches this mailbox now; what is in it is the last.
     let mut items = Vec::new();
     while let Some(out) = crate::receive::<Out>().timeout(Duration::ZERO).await {
