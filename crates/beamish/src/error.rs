@@ -33,6 +33,10 @@ pub enum Error {
     Timeout,
     /// A process ended with this reason before it could answer.
     Exited(crate::Reason),
+    /// The node the process lives on could not be reached, or the
+    /// connection to it went down (OTP's `{nodedown, Node}`).
+    #[cfg(feature = "dist")]
+    NodeDown(crate::dist::Atom),
 }
 
 impl fmt::Display for Error {
@@ -50,6 +54,8 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "io error: {e}"),
             Error::Timeout => f.write_str("timed out"),
             Error::Exited(r) => write!(f, "the process exited: {r}"),
+            #[cfg(feature = "dist")]
+            Error::NodeDown(n) => write!(f, "node {n} is down"),
         }
     }
 }

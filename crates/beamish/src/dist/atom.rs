@@ -133,6 +133,62 @@ predefined! {
     NOTSUP = "notsup";
     /// `nil`
     NIL = "nil";
+    /// `link`
+    LINK = "link";
+    /// `monitor`
+    MONITOR = "monitor";
+    /// `$gen_cast`
+    GEN_CAST = "$gen_cast";
+    /// `system`
+    SYSTEM = "system";
+    /// `alias`
+    ALIAS = "alias";
+    /// `erpc`
+    ERPC = "erpc";
+    /// `execute_call`
+    EXECUTE_CALL = "execute_call";
+    /// `execute_cast`
+    EXECUTE_CAST = "execute_cast";
+    /// `return`
+    RETURN = "return";
+    /// `throw`
+    THROW = "throw";
+    /// `exception`
+    EXCEPTION = "exception";
+    /// `undef`
+    UNDEF = "undef";
+    /// `badarg`
+    BADARG = "badarg";
+    /// `timeout`
+    TIMEOUT = "timeout";
+    /// `get_state`
+    GET_STATE = "get_state";
+    /// `get_status`
+    GET_STATUS = "get_status";
+    /// `status`
+    STATUS = "status";
+    /// `module`
+    MODULE = "module";
+    /// `gen_server`
+    GEN_SERVER = "gen_server";
+    /// `call`
+    CALL = "call";
+    /// `spawn_reply`
+    SPAWN_REPLY = "spawn_reply";
+    /// `exit`
+    EXIT_LOWER = "exit";
+    /// `calling_self`
+    CALLING_SELF = "calling_self";
+    /// `running`
+    RUNNING = "running";
+    /// `header`
+    HEADER = "header";
+    /// `data`
+    DATA = "data";
+    /// `nocatch`
+    NOCATCH = "nocatch";
+    /// `system_limit`
+    SYSTEM_LIMIT = "system_limit";
 }
 
 fn table() -> &'static Table {

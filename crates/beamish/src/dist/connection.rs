@@ -26,7 +26,8 @@ use super::control::{self, Control, Proc, ReasonAt, op};
 use super::frame::{self, Framing, Reader};
 use super::handshake::{self, Peer as PeerInfo};
 use super::node::{
-    NodeDown, NodeState, NodeUp, Peer, encode_body, encode_body_into, noconnection_down, state,
+    NameDown, NodeDown, NodeState, NodeUp, Peer, encode_body, encode_body_into, noconnection_down,
+    state,
 };
 use super::term::Term;
 use super::{Atom, DistFlags, ExtRef, epmd, etf};
@@ -56,6 +57,21 @@ pub(crate) enum Out {
     },
     /// `monitor_node(Node, On)`.
     MonitorNode { from: Pid, on: bool },
+    /// A message to an alias of a process of the peer (`ALIAS_SEND`).
+    AliasSend {
+        from: Pid,
+        alias: ExtRef,
+        payload: Vec<u8>,
+    },
+    /// `monitor(process, {Name, Node})` of a local process.
+    MonitorName { from: Pid, name: Atom, monitor: Ref },
+    /// Takes a [`Out::MonitorName`] monitor down.
+    DemonitorName { monitor: Ref },
+    /// A `SPAWN_REQUEST` of a local process (`beamish::rpc::call`).
+    Spawn(Box<SpawnOut>),
+    /// The process that made spawn request `req` gave up waiting for it:
+    /// a monitor the reply sets up is taken down at once.
+    SpawnAbandon { req: Ref },
     /// A socket the acceptor set up for this peer while we were connecting
     /// to it ourselves, and the peer's name won.
     Adopt(Box<(TcpStream, PeerInfo)>),
@@ -64,6 +80,26 @@ pub(crate) enum Out {
     /// What a connection the peer closed had not written yet, for the
     /// connection that succeeds it.
     Handover(Box<Handover>),
+}
+
+/// A spawn request to send: `from` runs `module:function(args...)` on the
+/// peer, monitored with `req` as the monitor reference when `monitor`.
+pub(crate) struct SpawnOut {
+    pub(crate) from: Pid,
+    pub(crate) req: Ref,
+    pub(crate) module: Atom,
+    pub(crate) function: Atom,
+    pub(crate) args: Vec<Term>,
+    pub(crate) monitor: bool,
+}
+
+/// The answer to a spawn request, delivered to the process that made it:
+/// the new process, or why there is none (an atom such as `notsup`,
+/// `badarg`, `noconnection`).
+#[derive(Debug)]
+pub(crate) struct SpawnReply {
+    pub(crate) req: Ref,
+    pub(crate) result: Result<Pid, Term>,
 }
 
 /// Leftovers of a connection that the peer closed.
@@ -113,6 +149,10 @@ struct Tables {
     monitors_in_by_ref: FxHashMap<(Pid, ExtRef), Ref>,
     /// `monitor_node` watchers (one entry per call, as in Erlang).
     node_monitors: Vec<Pid>,
+    /// Monitors of remote names by local processes: our ref → (local, name).
+    name_monitors_out: FxHashMap<Ref, (Pid, Atom)>,
+    /// Our spawn requests not answered yet: request → (requester, abandoned).
+    spawns: FxHashMap<Ref, (Pid, bool)>,
 }
 
 struct InMonitor {
@@ -120,6 +160,11 @@ struct InMonitor {
     watcher: Pid,
     r: ExtRef,
     name: Option<Atom>,
+    /// The monitor of a process spawned for the peer to compute a result
+    /// (`erpc:call`): when the peer takes the monitor down (it stopped
+    /// waiting) or the connection is lost, nobody wants the result and the
+    /// process is killed.
+    kill_unwatched: bool,
 }
 
 /// Why a connection ended.
@@ -630,6 +675,9 @@ impl Conn<'_> {
                     && let Some(m) = self.tables.monitors_in.remove(&proxy)
                 {
                     self.signal_local(m.target, Signal::Demonitor { monitor: proxy });
+                    if m.kill_unwatched {
+                        m.target.exit(Reason::Kill);
+                    }
                 }
             }
             Control::MonitorPExit {
@@ -640,6 +688,15 @@ impl Conn<'_> {
             } => {
                 let reason = reason(at, payload);
                 if let Some(mref) = r.to_local()
+                    && let Some((local, name)) = self.tables.name_monitors_out.remove(&mref)
+                {
+                    local.send(NameDown {
+                        monitor: mref,
+                        name,
+                        node: self.node,
+                        reason,
+                    });
+                } else if let Some(mref) = r.to_local()
                     && let Some((local, remote)) = self.tables.monitors_out.remove(&mref)
                 {
                     let pid = match from {
@@ -657,20 +714,30 @@ impl Conn<'_> {
                     );
                 }
             }
-            Control::SpawnRequest { req_id, from } => {
-                self.control(control::tuple(
-                    op::SPAWN_REPLY,
-                    [
-                        req_id,
-                        Term::Pid(from),
-                        Term::Int(0),
-                        Term::Atom(Atom::NOTSUP),
-                    ],
-                ));
+            Control::SpawnRequest {
+                req_id,
+                from,
+                mfa,
+                link,
+                monitor,
+            } => self.spawn_in(req_id, from, mfa, link, monitor, payload),
+            Control::SpawnReply {
+                req_id,
+                to,
+                flags,
+                result,
+            } => self.spawn_reply_in(req_id, to, flags, result),
+            // A send to an alias that is no longer active, or that names no
+            // process of this incarnation, reaches nobody (as in Erlang).
+            Control::AliasSend { alias, .. } => {
+                if let Some(msg) = payload
+                    && let Some((owner, tag)) = alias.alias_owner()
+                    && let Err(back) = runtime::deliver(owner, NodeBox::alias_message(tag, msg))
+                {
+                    crate::mailbox::node::drop_quietly(back);
+                }
             }
-            // ALIAS is not advertised; a peer that sends one anyway reaches
-            // nobody, as a send to a dead alias.
-            Control::AliasSend { .. } | Control::Ignored => {}
+            Control::Ignored => {}
         }
         Ok(())
     }
@@ -732,6 +799,7 @@ impl Conn<'_> {
                         watcher: from,
                         r,
                         name,
+                        kill_unwatched: false,
                     },
                 );
                 self.tables.monitors_in_by_ref.insert((from, r), proxy);
@@ -745,6 +813,124 @@ impl Conn<'_> {
                 self.monitor_exit_out(who, from, r, &Reason::NoProc);
             }
         }
+    }
+
+    /// A `SPAWN_REQUEST` from the peer: a new process runs the function
+    /// the request names (see [`super::rpc`]), linked to and monitored by
+    /// the requester as asked, and the peer gets its pid in a
+    /// `SPAWN_REPLY`. The process starts only once the link and the monitor
+    /// are in place, so even one that ends at once reports to them.
+    fn spawn_in(
+        &mut self,
+        req_id: Term,
+        from: Pid,
+        mfa: Option<(Atom, Atom, usize)>,
+        link: bool,
+        monitor: bool,
+        args: Option<Term>,
+    ) {
+        let reply = |c: &mut Self, flags: i64, result: Term| {
+            c.control(control::tuple(
+                op::SPAWN_REPLY,
+                [req_id.clone(), Term::Pid(from), Term::Int(flags), result],
+            ));
+        };
+        let args = args
+            .filter(|a| a.as_list().is_some() || matches!(a, Term::ByteList(_)))
+            .and_then(|a| a.into_vec().ok());
+        let (Some((module, function, arity)), Some(args), Term::Ref(r)) = (mfa, args, &req_id)
+        else {
+            return reply(self, 0, Term::Atom(Atom::BADARG));
+        };
+        if args.len() != arity {
+            return reply(self, 0, Term::Atom(Atom::BADARG));
+        }
+        let r = *r;
+        let job = super::rpc::spawned(self.st, module, function, args);
+        let kill_unwatched = job.wants_result();
+        let spawned = self.st.handle.spawn(async move {
+            crate::receive::<super::rpc::Go>().await;
+            job.run().await
+        });
+        let Ok(pid) = spawned else {
+            return reply(self, 0, Term::Atom(Atom::SYSTEM_LIMIT));
+        };
+        let mut flags = 0;
+        if link {
+            self.link_in(from, pid);
+            flags |= 1;
+        }
+        if monitor {
+            self.monitor_in(from, Proc::Pid(pid), r);
+            if let Some(proxy) = self.tables.monitors_in_by_ref.get(&(from, r))
+                && let Some(m) = self.tables.monitors_in.get_mut(proxy)
+            {
+                m.kill_unwatched = kill_unwatched;
+            }
+            flags |= 2;
+        }
+        reply(self, flags, Term::Pid(pid));
+        pid.send(super::rpc::Go);
+    }
+
+    /// The peer's answer to a spawn request of ours.
+    fn spawn_reply_in(&mut self, req_id: ExtRef, to: Pid, flags: i64, result: Term) {
+        let Some(req) = req_id.to_local() else { return };
+        let Some((from, abandoned)) = self.tables.spawns.remove(&req) else {
+            return;
+        };
+        debug_assert_eq!(from, to);
+        let result = match result {
+            Term::Pid(pid) => {
+                if flags & 2 != 0 {
+                    if abandoned {
+                        self.control(control::tuple(
+                            op::DEMONITOR_P,
+                            [Term::Pid(from), Term::Pid(pid), Term::Ref(req_id)],
+                        ));
+                    } else {
+                        self.tables.monitors_out.insert(req, (from, pid));
+                    }
+                }
+                Ok(pid)
+            }
+            other => Err(other),
+        };
+        if !abandoned {
+            from.send(SpawnReply { req, result });
+        }
+    }
+
+    fn spawn_out(&mut self, s: SpawnOut) {
+        if !self.flags.contains(DistFlags::SPAWN) {
+            s.from.send(SpawnReply {
+                req: s.req,
+                result: Err(Term::Atom(Atom::NOTSUP)),
+            });
+            return;
+        }
+        let mut opts = Vec::new();
+        if s.monitor {
+            opts.push(Term::Atom(Atom::MONITOR));
+        }
+        let ctrl = control::tuple(
+            op::SPAWN_REQUEST,
+            [
+                Term::Ref(ExtRef::from(s.req)),
+                Term::Pid(s.from),
+                Term::Pid(s.from),
+                Term::Tuple(vec![
+                    Term::Atom(s.module),
+                    Term::Atom(s.function),
+                    Term::Int(s.args.len() as i64),
+                ]),
+                Term::list(opts),
+            ],
+        );
+        if s.monitor {
+            self.tables.spawns.insert(s.req, (s.from, false));
+        }
+        self.message(&ctrl, &encode_body(&Term::list(s.args)));
     }
 
     // ------------------------------------------------------------ outgoing
@@ -777,6 +963,47 @@ impl Conn<'_> {
             Out::MonitorNode { from, on: false } => {
                 if let Some(i) = self.tables.node_monitors.iter().position(|p| *p == from) {
                     self.tables.node_monitors.swap_remove(i);
+                }
+            }
+            Out::AliasSend {
+                from,
+                alias,
+                payload,
+            } => {
+                let ctrl = control::tuple(op::ALIAS_SEND, [Term::Pid(from), Term::Ref(alias)]);
+                self.message(&ctrl, &payload);
+            }
+            Out::Spawn(s) => self.spawn_out(*s),
+            Out::MonitorName {
+                from,
+                name,
+                monitor,
+            } => {
+                self.tables.name_monitors_out.insert(monitor, (from, name));
+                self.control(control::tuple(
+                    op::MONITOR_P,
+                    [
+                        Term::Pid(from),
+                        Term::Atom(name),
+                        Term::Ref(ExtRef::from(monitor)),
+                    ],
+                ));
+            }
+            Out::DemonitorName { monitor } => {
+                if let Some((from, name)) = self.tables.name_monitors_out.remove(&monitor) {
+                    self.control(control::tuple(
+                        op::DEMONITOR_P,
+                        [
+                            Term::Pid(from),
+                            Term::Atom(name),
+                            Term::Ref(ExtRef::from(monitor)),
+                        ],
+                    ));
+                }
+            }
+            Out::SpawnAbandon { req } => {
+                if let Some(entry) = self.tables.spawns.get_mut(&req) {
+                    entry.1 = true;
                 }
             }
             // Already connected: the extra socket closes.
@@ -1006,6 +1233,16 @@ impl Tables {
                 _ => {}
             },
             Out::MonitorNode { from, on: true } => self.node_monitors.push(from),
+            Out::MonitorName {
+                from,
+                name,
+                monitor,
+            } => {
+                self.name_monitors_out.insert(monitor, (from, name));
+            }
+            Out::Spawn(s) if s.monitor => {
+                self.spawns.insert(s.req, (s.from, false));
+            }
             Out::Handover(h) => {
                 for out in h.items {
                     self.refuse_queued(out);
@@ -1063,6 +1300,23 @@ fn notify(st: &NodeState, node: Atom, tables: Tables, was_up: bool) {
     }
     for (proxy, m) in tables.monitors_in {
         let _ = crate::signal::send(m.target, Signal::Demonitor { monitor: proxy });
+        if m.kill_unwatched {
+            m.target.exit(Reason::Kill);
+        }
+    }
+    for (monitor, (local, name)) in tables.name_monitors_out {
+        local.send(NameDown {
+            monitor,
+            name,
+            node,
+            reason: Reason::NoConnection,
+        });
+    }
+    for (req, (from, _)) in tables.spawns {
+        from.send(SpawnReply {
+            req,
+            result: Err(Term::Atom(Atom::NOCONNECTION)),
+        });
     }
     for pid in tables.node_monitors {
         pid.send(NodeDown { node });

@@ -36,6 +36,7 @@ pub(crate) mod op {
     pub(crate) const SPAWN_REQUEST: i64 = 29;
     pub(crate) const SPAWN_REQUEST_TT: i64 = 30;
     pub(crate) const SPAWN_REPLY: i64 = 31;
+    pub(crate) const SPAWN_REPLY_TT: i64 = 32;
     pub(crate) const ALIAS_SEND: i64 = 33;
     pub(crate) const ALIAS_SEND_TT: i64 = 34;
     pub(crate) const UNLINK_ID: i64 = 35;
@@ -116,10 +117,22 @@ pub(crate) enum Control {
         r: ExtRef,
         reason: ReasonAt,
     },
-    /// `SPAWN_REQUEST`: refused (`notsup`); the argument list follows.
+    /// `SPAWN_REQUEST`; the argument list follows. `mfa` is `None` when
+    /// the `{Module, Function, Arity}` or the option list is malformed
+    /// (answered with `badarg`).
     SpawnRequest {
         req_id: Term,
         from: Pid,
+        mfa: Option<(Atom, Atom, usize)>,
+        link: bool,
+        monitor: bool,
+    },
+    /// `SPAWN_REPLY`: the answer to a `SPAWN_REQUEST` of ours.
+    SpawnReply {
+        req_id: ExtRef,
+        to: Pid,
+        flags: i64,
+        result: Term,
     },
     /// `ALIAS_SEND`; the message follows.
     AliasSend {
@@ -200,6 +213,30 @@ fn id(t: &Term, whole: &Term) -> Result<u64, BadControl> {
         },
         _ => bad("expected an integer id", whole),
     }
+}
+
+/// The `{Module, Function, Arity}` and the `link` / `monitor` options of a
+/// `SPAWN_REQUEST`; `None` if either is malformed. Other spawn options
+/// (priority, heap sizes, ...) mean nothing to a beamish process and are
+/// ignored.
+fn spawn_options(mfa: &Term, opts: &Term) -> Option<((Atom, Atom, usize), bool, bool)> {
+    let Term::Tuple(mfa) = mfa else { return None };
+    let [Term::Atom(m), Term::Atom(f), Term::Int(arity)] = &mfa[..] else {
+        return None;
+    };
+    let arity = usize::try_from(*arity).ok().filter(|a| *a <= 255)?;
+    let (mut link, mut monitor) = (false, false);
+    for opt in opts.as_list()? {
+        match opt {
+            Term::Atom(a) if *a == Atom::LINK => link = true,
+            Term::Atom(a) if *a == Atom::MONITOR => monitor = true,
+            Term::Tuple(t) if matches!(t.first(), Some(Term::Atom(a)) if *a == Atom::MONITOR) => {
+                monitor = true
+            }
+            _ => {}
+        }
+    }
+    Some(((*m, *f, arity), link, monitor))
 }
 
 impl Control {
@@ -293,9 +330,27 @@ impl Control {
                 r: reference(at(3)?, t)?,
                 reason: ReasonAt::Payload,
             },
-            op::SPAWN_REQUEST | op::SPAWN_REQUEST_TT => Control::SpawnRequest {
-                req_id: at(1)?.clone(),
-                from: pid(at(2)?, t)?,
+            op::SPAWN_REQUEST | op::SPAWN_REQUEST_TT => {
+                let (mfa, link, monitor) = match spawn_options(at(4)?, at(5)?) {
+                    Some((mfa, link, monitor)) => (Some(mfa), link, monitor),
+                    None => (None, false, false),
+                };
+                Control::SpawnRequest {
+                    req_id: at(1)?.clone(),
+                    from: pid(at(2)?, t)?,
+                    mfa,
+                    link,
+                    monitor,
+                }
+            }
+            op::SPAWN_REPLY | op::SPAWN_REPLY_TT => Control::SpawnReply {
+                req_id: reference(at(1)?, t)?,
+                to: pid(at(2)?, t)?,
+                flags: match at(3)? {
+                    Term::Int(f) => *f,
+                    _ => return bad("expected integer flags", t),
+                },
+                result: at(4)?.clone(),
             },
             op::ALIAS_SEND | op::ALIAS_SEND_TT => Control::AliasSend {
                 from: pid(at(1)?, t)?,

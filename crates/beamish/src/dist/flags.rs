@@ -129,9 +129,8 @@ impl DistFlags {
     /// mandatory set plus publishing and monitors.
     pub const CONTRACT_MIN: DistFlags = DistFlags(0x4_0307_0FBD);
 
-    /// The flags beamish sends. Not yet SPAWN (until `SPAWN_REQUEST` is
-    /// answered) nor ALIAS (until `ALIAS_SEND` reaches our aliases).
-    pub const OURS: DistFlags = DistFlags(0x4_07DF_7FBD);
+    /// The flags beamish sends.
+    pub const OURS: DistFlags = DistFlags(0xD_07DF_7FBD);
 
     /// The empty set.
     pub const fn empty() -> DistFlags {
@@ -260,12 +259,12 @@ mod tests {
             DistFlags::UNLINK_ID,
             DistFlags::MANDATORY_25_DIGEST,
             DistFlags::V4_NC,
+            DistFlags::SPAWN,
+            DistFlags::ALIAS,
         ];
         let all = listed.iter().fold(DistFlags::empty(), |a, &f| a | f);
         assert_eq!(all, DistFlags::OURS);
-        assert_eq!(DistFlags::OURS.bits(), 0x4_07DF_7FBD);
-        let later = DistFlags::OURS | DistFlags::SPAWN | DistFlags::ALIAS;
-        assert_eq!(later.bits(), 0xD_07DF_7FBD);
+        assert_eq!(DistFlags::OURS.bits(), 0xD_07DF_7FBD);
     }
 
     #[test]

@@ -16,9 +16,11 @@ mod epmd;
 pub mod etf;
 mod flags;
 mod frame;
+pub mod gen_protocol;
 mod handshake;
 mod node;
 pub(crate) mod remote;
+pub mod rpc;
 #[cfg(feature = "serde")]
 pub mod serde;
 mod term;
@@ -29,8 +31,8 @@ pub use atom::{Atom, AtomError, MAX_ATOM_CHARS, MAX_ATOMS};
 pub use etf::{DecodeError, DecodeLimits, EncodeError};
 pub use flags::DistFlags;
 pub use node::{
-    NodeConfig, NodeDown, NodeInfo, NodeUp, monitor_node, monitor_nodes, nodes, send_named, start,
-    this_node,
+    NameDown, NodeConfig, NodeDown, NodeInfo, NodeUp, demonitor_name, monitor_name, monitor_node,
+    monitor_nodes, nodes, send_alias, send_named, start, this_node,
 };
 pub use remote::{ExtPort, ExtRef, MAX_REMOTE_PIDS, RemoteError, WirePid};
 pub use term::{BigInt, Fun, OutOfRange, Term};

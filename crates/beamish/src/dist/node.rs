@@ -28,7 +28,7 @@ use super::connection::{self, Out};
 use super::handshake::{HandshakeConfig, Status};
 use super::remote::{self, pid_to_wire};
 use super::term::Term;
-use super::{Atom, epmd, etf};
+use super::{Atom, ExtRef, epmd, etf};
 use crate::mailbox::node::{Kind, NodeBox};
 use crate::runtime::{self, Handle};
 use crate::signal::Signal;
@@ -120,6 +120,22 @@ pub struct NodeDown {
     pub node: Atom,
 }
 
+/// What a process gets when a process it monitors by name
+/// ([`monitor_name`]) ends, or when nobody holds the name (`noproc`), or
+/// when the node cannot be reached (`noconnection`): Erlang's
+/// `{'DOWN', Ref, process, {Name, Node}, Reason}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameDown {
+    /// What [`monitor_name`] returned.
+    pub monitor: crate::Ref,
+    /// The name that was monitored.
+    pub name: Atom,
+    /// The node it was monitored on.
+    pub node: Atom,
+    /// The exit reason of the process that held the name.
+    pub reason: Reason,
+}
+
 /// A message a process that called [`monitor_nodes`] gets when a
 /// connection to a node comes up: Erlang's `{nodeup, Node}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,6 +174,10 @@ pub(crate) struct NodeState {
     pub(crate) peers: RwLock<FxHashMap<Atom, Peer>>,
     /// Processes that called `monitor_nodes(true)`.
     pub(crate) subscribers: Mutex<Vec<Pid>>,
+    /// The functions other nodes may call (`beamish::rpc::register`).
+    pub(crate) functions: RwLock<FxHashMap<(Atom, Atom), super::rpc::RpcFn>>,
+    /// The processes that turn local `Down`s into [`NameDown`]s, by monitor.
+    pub(crate) name_forwarders: Mutex<FxHashMap<crate::Ref, Pid>>,
 }
 
 static NODE: OnceLock<Arc<NodeState>> = OnceLock::new();
@@ -216,6 +236,8 @@ pub async fn start(config: NodeConfig) -> Result<NodeInfo, Error> {
         handle,
         peers: RwLock::new(FxHashMap::default()),
         subscribers: Mutex::new(Vec::new()),
+        functions: RwLock::new(FxHashMap::default()),
+        name_forwarders: Mutex::new(FxHashMap::default()),
     });
     if NODE.set(state.clone()).is_err() {
         return Err(Error::Config(
@@ -532,6 +554,124 @@ pub fn monitor_node(node: Atom, on: bool) {
         Some(s) => s.push(node, Out::MonitorNode { from: me, on }),
         None if on => me.send(NodeDown { node }),
         None => {}
+    }
+}
+
+/// Monitors the process registered as `name` on `node` (Erlang's
+/// `monitor(process, {Name, Node})`): the caller gets a [`NameDown`] when
+/// it ends, at once (`noproc`) if nobody holds the name, `noconnection`
+/// if the node cannot be reached. The monitor follows the process that
+/// held the name when the monitor arrived, as in Erlang.
+///
+/// # Panics
+/// Outside a beamish process.
+pub fn monitor_name(name: Atom, node: Atom) -> crate::Ref {
+    let me = crate::self_pid();
+    let monitor = crate::Ref::new();
+    let noproc = |reason| NameDown {
+        monitor,
+        name,
+        node,
+        reason,
+    };
+    match state() {
+        Some(s) if node != s.name => s.push(
+            node,
+            Out::MonitorName {
+                from: me,
+                name,
+                monitor,
+            },
+        ),
+        _ if node == this_node() => {
+            match crate::whereis(name.as_str()) {
+                Some(pid) => {
+                    // A local monitor whose `Down` is translated by the
+                    // watcher itself would need a hook in the mailbox;
+                    // a small forwarder does it instead.
+                    crate::spawn(forward_down(me, pid, monitor, name, node));
+                }
+                None => me.send(noproc(Reason::NoProc)),
+            }
+        }
+        _ => me.send(noproc(Reason::NoConnection)),
+    }
+    monitor
+}
+
+/// Watches `pid` for `watcher` and reports its end as a [`NameDown`];
+/// ends early when the watcher ends or takes the monitor down.
+async fn forward_down(watcher: Pid, pid: Pid, monitor: crate::Ref, name: Atom, node: Atom) {
+    let on_target = crate::monitor(pid);
+    let on_watcher = crate::monitor(watcher);
+    if let Some(st) = state() {
+        st.name_forwarders.lock().insert(monitor, crate::self_pid());
+    }
+    let down = crate::receive_match(|m| {
+        m.downcast_ref::<Down>().is_some() || m.downcast_ref::<StopForward>().is_some()
+    })
+    .await;
+    if let Some(st) = state() {
+        st.name_forwarders.lock().remove(&monitor);
+    }
+    if let Ok(d) = down.downcast::<Down>()
+        && d.monitor == on_target
+    {
+        watcher.send(NameDown {
+            monitor,
+            name,
+            node,
+            reason: d.reason,
+        });
+    }
+    let _ = on_watcher;
+}
+
+struct StopForward;
+
+/// Takes down a monitor made by [`monitor_name`] (a no-op if it already
+/// fired); a [`NameDown`] for it already in the mailbox stays there.
+pub fn demonitor_name(monitor: crate::Ref, node: Atom) {
+    match state() {
+        Some(s) if node != s.name => s.push(node, Out::DemonitorName { monitor }),
+        Some(s) => {
+            if let Some(fwd) = s.name_forwarders.lock().remove(&monitor) {
+                fwd.send(StopForward);
+            }
+        }
+        // Not distributed: the forwarder ends with the target or the
+        // watcher; a `NameDown` it sends after this is the caller's to drop.
+        None => {}
+    }
+}
+
+/// Sends `msg` to the alias `alias` (Erlang's `Alias ! Msg`): it reaches
+/// the process that made the alias while the alias is active, and is
+/// dropped otherwise. Aliases of other nodes go out as `ALIAS_SEND`.
+pub fn send_alias(alias: &ExtRef, msg: Term) {
+    if let Some((owner, tag)) = alias.alias_owner() {
+        if let Err(back) = runtime::deliver(owner, NodeBox::alias_message(tag, msg)) {
+            node_box_lost(back);
+        }
+        return;
+    }
+    match state() {
+        Some(s) if alias.node != s.name => {
+            let Some(from) = crate::try_self_pid().or_else(|| Some(s.handle.runtime_pid())) else {
+                return;
+            };
+            s.push(
+                alias.node,
+                Out::AliasSend {
+                    from,
+                    alias: *alias,
+                    payload: encode_body(&msg),
+                },
+            );
+        }
+        // An alias of this node that names no process, or of an older
+        // incarnation: it reaches nobody.
+        _ => {}
     }
 }
 

@@ -381,12 +381,41 @@ impl ExtRef {
     pub fn to_local(&self) -> Option<Ref> {
         let (node, creation) = this_node();
         match *self.words() {
-            [w0, w1, w2] if self.node == node && self.creation == creation => {
+            [w0, w1, w2] | [w0, w1, w2, _, _] if self.node == node && self.creation == creation => {
                 if w0 >> 18 != 0 || w2 >> 14 != 0 {
                     return None;
                 }
                 let id = u64::from(w0) | (u64::from(w1) << 18) | (u64::from(w2) << 50);
                 Ref::from_bits(id)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl ExtRef {
+    /// `r` as an alias of the local process `owner`: OTP's shape for
+    /// process references, the ordinary three words followed by two that
+    /// name the owner. A peer that sends to it (`ALIAS_SEND`) reaches
+    /// `owner`, whose mailbox takes the message only while the alias is
+    /// active.
+    pub(crate) fn alias(r: Ref, owner: Pid) -> ExtRef {
+        let mut e = ExtRef::from(r);
+        let bits = owner.to_bits();
+        e.words[3] = bits as u32;
+        e.words[4] = (bits >> 32) as u32;
+        e.len = 5;
+        e
+    }
+
+    /// The local process an alias made by [`ExtRef::alias`] names, with the
+    /// alias itself; `None` for any other reference.
+    pub(crate) fn alias_owner(&self) -> Option<(Pid, Ref)> {
+        let r = self.to_local()?;
+        match *self.words() {
+            [_, _, _, lo, hi] => {
+                let pid = Pid::from_bits(u64::from(lo) | (u64::from(hi) << 32))?;
+                (!pid.is_remote()).then_some((pid, r))
             }
             _ => None,
         }
