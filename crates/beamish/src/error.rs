@@ -37,6 +37,11 @@ pub enum Error {
     /// connection to it went down (OTP's `{nodedown, Node}`).
     #[cfg(feature = "dist")]
     NodeDown(crate::dist::Atom),
+    /// The operation needs a process of this node, and this one lives on
+    /// another (OTP's `{nolocal, Pid}`: only local processes join a
+    /// process group).
+    #[cfg(feature = "dist")]
+    NotLocal(Pid),
 }
 
 impl fmt::Display for Error {
@@ -56,6 +61,8 @@ impl fmt::Display for Error {
             Error::Exited(r) => write!(f, "the process exited: {r}"),
             #[cfg(feature = "dist")]
             Error::NodeDown(n) => write!(f, "node {n} is down"),
+            #[cfg(feature = "dist")]
+            Error::NotLocal(pid) => write!(f, "process {pid} is not on this node"),
         }
     }
 }

@@ -56,6 +56,8 @@ mod error;
 mod mailbox;
 #[cfg(not(loom))]
 pub mod otp;
+#[cfg(all(not(loom), feature = "dist"))]
+pub mod pg;
 #[cfg(not(loom))]
 mod pid;
 #[cfg(not(loom))]

@@ -17,6 +17,7 @@
 
 pub(crate) mod context;
 
+use std::any::{Any, TypeId};
 use std::future::Future;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use crossbeam_deque::Worker;
 use crossbeam_epoch::Guard;
 use parking_lot::{Condvar, Mutex};
+use rustc_hash::FxHashMap;
 
 use crate::loom::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use crate::mailbox::inbound::Pushed;
@@ -246,6 +248,9 @@ pub(crate) struct Shared {
     pub(crate) all_exited: (Mutex<()>, Condvar),
     /// Subscribers to `long_schedule` reports.
     pub(crate) long_schedule_subscribers: Mutex<Vec<Pid>>,
+    /// State that modules above the runtime keep per runtime (one value
+    /// per type, made on first use), so that it is not process-wide.
+    pub(crate) extensions: Mutex<FxHashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     /// Local queues for spare threads, taken when a spare starts.
     spare_queues: Mutex<Vec<(usize, Worker<Task>)>>,
     /// Spare threads started so far.
@@ -258,6 +263,19 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// This runtime's value of type `T`, made with `T::default()` on first
+    /// use (`None` cannot happen: the entry of `T`'s id is always a `T`).
+    #[cfg_attr(not(feature = "dist"), allow(dead_code))]
+    pub(crate) fn extension<T: Default + Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let mut map = self.extensions.lock();
+        let any = map
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()))
+            .clone();
+        drop(map);
+        any.downcast::<T>().ok()
+    }
+
     /// Sends a node to a pid of this runtime.
     pub(crate) fn deliver(&self, to: Pid, node: NodeBox) -> Result<(), NodeBox> {
         let guard = crossbeam_epoch::pin();
@@ -469,6 +487,7 @@ impl Runtime {
             external_slots: Mutex::new(SlotCache::default()),
             all_exited: (Mutex::new(()), Condvar::new()),
             long_schedule_subscribers: Mutex::new(Vec::new()),
+            extensions: Mutex::new(FxHashMap::default()),
             spare_queues: Mutex::new(spares),
             spare_threads: Mutex::new(Vec::new()),
             this: this.clone(),
