@@ -228,7 +228,7 @@ mod tests {
                 })
             );
             assert_eq!(
-                parse(&leave(w, me, &members, &[g.clone()])),
+                parse(&leave(w, me, &members, std::slice::from_ref(&g))),
                 Ok(Wire::Leave {
                     peer: me,
                     pids: members,
