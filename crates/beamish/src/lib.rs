@@ -50,6 +50,8 @@ mod loom;
 
 #[cfg(all(not(loom), feature = "dist"))]
 pub mod dist;
+#[cfg(all(not(loom), feature = "dist"))]
+pub mod global;
 #[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
