@@ -62,10 +62,7 @@ async fn started() -> Pid {
 fn helper(prefix: &str, ping: bool, names: &[(Term, &str)]) -> ErlNode {
     let w = w();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/erl/global_helper.erl");
-    let names: Vec<String> = names
-        .iter()
-        .map(|(n, m)| format!("{{{n}, {m}}}"))
-        .collect();
+    let names: Vec<String> = names.iter().map(|(n, m)| format!("{{{n}, {m}}}")).collect();
     let eval = format!(
         "{{ok, [[Src]]}} = init:get_argument(global_helper_src), \
          {{ok, M, B}} = compile:file(Src, [binary, return_errors]), \
@@ -107,7 +104,9 @@ async fn erl_global(node: Atom, f: &str, args: Vec<Term>) -> Term {
 
 /// What `global:whereis_name(Name)` gives on `node`: a pid or None.
 async fn erl_whereis(node: Atom, name: &Term) -> Option<Pid> {
-    erl_global(node, "whereis_name", vec![name.clone()]).await.as_pid()
+    erl_global(node, "whereis_name", vec![name.clone()])
+        .await
+        .as_pid()
 }
 
 /// Waits until `global:whereis_name(Name)` on `node` satisfies `ok`.
@@ -151,13 +150,31 @@ async fn erl_register(node: Atom, name: &Term, method: &str) -> (Term, Pid) {
     }
 }
 
-/// A beamish process that forwards every term it gets to `owner` as
-/// `{got, Self, Msg}`.
+/// A beamish process that forwards every term it gets to its owner as
+/// `{got, Self, Msg}`. Sent a `Pid`, it takes that process as its new owner
+/// and first forwards what it kept since its last owner's process ended.
 fn forwarder(owner: Pid) -> Pid {
     beamish::spawn(async move {
+        let mut owner = owner;
+        let mut kept: Vec<Term> = Vec::new();
         loop {
-            let m = beamish::receive::<Term>().await;
-            owner.send(tuple([atom("got"), Term::Pid(beamish::self_pid()), m]));
+            let m = beamish::receive_match(|m| m.is::<Term>() || m.is::<Pid>()).await;
+            match m.downcast::<Pid>() {
+                Ok(new_owner) => {
+                    owner = new_owner;
+                    for t in kept.drain(..) {
+                        owner.send(t);
+                    }
+                }
+                Err(m) => {
+                    let Ok(t) = m.downcast::<Term>() else {
+                        continue;
+                    };
+                    let fwd = tuple([atom("got"), Term::Pid(beamish::self_pid()), t]);
+                    kept.push(fwd.clone());
+                    owner.send(fwd);
+                }
+            }
         }
     })
 }
@@ -178,7 +195,10 @@ async fn synced_with(node: Atom) {
         )
         .await;
         let info = global::info().await.expect("info");
-        (synced == atom("ok") && info.synced.contains(&node), (synced, info.synced, me))
+        (
+            synced == atom("ok") && info.synced.contains(&node),
+            (synced, info.synced, me),
+        )
     })
     .await;
 }
@@ -199,10 +219,16 @@ fn names_registered_on_erl_before_and_after_connecting_are_seen_here() {
         synced_with(node).await;
         let (res, late_pid) = erl_register(node, &late, "random_exit_name").await;
         assert_eq!(res, atom("yes"));
-        whereis_until(&late, "name registered after connecting", |p| p == Some(late_pid)).await;
+        whereis_until(&late, "name registered after connecting", |p| {
+            p == Some(late_pid)
+        })
+        .await;
         assert!(global::registered_names().await.contains(&late));
         // Unregistered on erl: gone here too.
-        assert_eq!(erl_global(node, "unregister_name", vec![late.clone()]).await, atom("ok"));
+        assert_eq!(
+            erl_global(node, "unregister_name", vec![late.clone()]).await,
+            atom("ok")
+        );
         whereis_until(&late, "name unregistered on erl", |p| p.is_none()).await;
     });
 }
@@ -218,7 +244,9 @@ fn names_registered_here_are_seen_and_reached_from_erl() {
         synced_with(node).await;
         let me = beamish::self_pid();
         let pid = forwarder(me);
-        global::register_name(n.clone(), pid).await.expect("register");
+        global::register_name(n.clone(), pid)
+            .await
+            .expect("register");
         assert_eq!(global::whereis_name(&n).await, Some(pid));
         assert_eq!(erl_whereis(node, &n).await, Some(pid), "erl sees our pid");
         // global:send from erl reaches our process.
@@ -230,7 +258,10 @@ fn names_registered_here_are_seen_and_reached_from_erl() {
         .await;
         // Our own send.
         assert_eq!(global::send(&n, atom("again")).await, Ok(pid));
-        recv_term("global::send", |t| *t == tuple([atom("got"), Term::Pid(pid), atom("again")])).await;
+        recv_term("global::send", |t| {
+            *t == tuple([atom("got"), Term::Pid(pid), atom("again")])
+        })
+        .await;
         // A second registration of the name, from erl or here, is refused.
         let (res, loser) = erl_register(node, &n, "random_exit_name").await;
         assert_eq!(res, atom("no"));
@@ -245,8 +276,12 @@ fn names_registered_here_are_seen_and_reached_from_erl() {
         assert_eq!(global::whereis_name(&n).await, None);
         assert_eq!(erl_whereis(node, &n).await, None);
         // re_register takes it whoever has it.
-        global::register_name(n.clone(), pid).await.expect("register again");
-        global::re_register_name(n.clone(), other).await.expect("re_register");
+        global::register_name(n.clone(), pid)
+            .await
+            .expect("register again");
+        global::re_register_name(n.clone(), other)
+            .await
+            .expect("re_register");
         assert_eq!(erl_whereis(node, &n).await, Some(other));
         global::unregister_name(&n).await.expect("unregister");
         pid.exit(Reason::Kill);
@@ -265,7 +300,9 @@ fn a_dead_process_loses_its_name_everywhere() {
         started().await;
         synced_with(node).await;
         let pid = forwarder(beamish::self_pid());
-        global::register_name(ours.clone(), pid).await.expect("register");
+        global::register_name(ours.clone(), pid)
+            .await
+            .expect("register");
         assert_eq!(erl_whereis(node, &ours).await, Some(pid));
         pid.exit(Reason::Kill);
         whereis_until(&ours, "our dead process", |p| p.is_none()).await;
@@ -290,7 +327,9 @@ fn names_of_a_killed_erl_node_disappear() {
         async move {
             started().await;
             synced_with(node).await;
-            whereis_until(&n, "the erl name", |p| p.is_some()).await.expect("pid")
+            whereis_until(&n, "the erl name", |p| p.is_some())
+                .await
+                .expect("pid")
         }
     });
     assert_eq!(pid.node(), node);
@@ -314,7 +353,9 @@ fn clash(prefix: &str, tag: &str, method: &str, resolve: Resolve) -> (ErlNode, T
         async move {
             started().await;
             let pid = forwarder(beamish::self_pid());
-            global::register_name_with(n, pid, resolve).await.expect("register here");
+            global::register_name_with(n, pid, resolve)
+                .await
+                .expect("register here");
             pid
         }
     });
@@ -379,13 +420,17 @@ fn a_notify_all_clash_unregisters_the_name_and_tells_both() {
     let node = node_atom(&erl);
     w().run(async move {
         // Our process forwards what it got: the conflict notice names the other.
+        ours.send(beamish::self_pid());
         let notice = tuple([atom("global_name_conflict"), n.clone(), Term::Pid(theirs)]);
         recv_term("our process's conflict notice", |t| {
             *t == tuple([atom("got"), Term::Pid(ours), notice.clone()])
         })
         .await;
         whereis_until(&n, "the name after notify_all", |p| p.is_none()).await;
-        erl_whereis_until(node, &n, "the name on erl after notify_all", |p| p.is_none()).await;
+        erl_whereis_until(node, &n, "the name on erl after notify_all", |p| {
+            p.is_none()
+        })
+        .await;
         ours.exit(Reason::Kill);
     });
 }
@@ -399,7 +444,10 @@ fn a_custom_resolve_decides_a_clash_we_resolve() {
     let node = node_atom(&erl);
     w().run(async move {
         whereis_until(&n, "the custom survivor", |p| p == Some(theirs)).await;
-        erl_whereis_until(node, &n, "the custom survivor on erl", |p| p == Some(theirs)).await;
+        erl_whereis_until(node, &n, "the custom survivor on erl", |p| {
+            p == Some(theirs)
+        })
+        .await;
         assert!(ours.is_alive(), "a custom method kills nobody");
         ours.exit(Reason::Kill);
     });
@@ -418,16 +466,24 @@ fn a_lock_held_by_a_node_that_dies_is_released() {
             synced_with(node).await;
             let id = tuple([resource.clone(), atom("holder")]);
             let r = ctl(node, tuple([atom("hold_lock"), id]), "hold_lock").await;
-            assert!(matches!(r.as_tuple(), Some([t, _]) if *t == atom("true")), "got {r}");
+            assert!(
+                matches!(r.as_tuple(), Some([t, _]) if *t == atom("true")),
+                "got {r}"
+            );
             let info = global::info().await.expect("info");
             assert!(
                 info.locks.iter().any(|(res, _, _)| *res == resource),
                 "the erl process holds the lock here too: {info:?}"
             );
             // Our own try at the lock, with another requester id, fails.
-            let got = global::set_lock(resource.clone(), atom("other"), &global::all_nodes(), Some(0))
-                .await
-                .expect("set_lock");
+            let got = global::set_lock(
+                resource.clone(),
+                atom("other"),
+                &global::all_nodes(),
+                Some(0),
+            )
+            .await
+            .expect("set_lock");
             assert!(!got);
         }
     });
@@ -437,7 +493,10 @@ fn a_lock_held_by_a_node_that_dies_is_released() {
             let resource = resource.clone();
             async move {
                 let info = global::info().await.expect("info");
-                (!info.locks.iter().any(|(r, _, _)| *r == resource), info.locks)
+                (
+                    !info.locks.iter().any(|(r, _, _)| *r == resource),
+                    info.locks,
+                )
             }
         })
         .await;
@@ -448,7 +507,9 @@ fn a_lock_held_by_a_node_that_dies_is_released() {
                 .await
                 .expect("set_lock")
         );
-        global::del_lock(resource.clone(), atom("other"), &here).await.expect("del_lock");
+        global::del_lock(resource.clone(), atom("other"), &here)
+            .await
+            .expect("del_lock");
         let info = global::info().await.expect("info");
         assert!(!info.locks.iter().any(|(r, _, _)| *r == resource));
     });
@@ -487,7 +548,10 @@ fn a_lock_taken_here_is_released_on_erl_when_its_holder_exits() {
             .await
         };
         let held = locks(node).await;
-        assert!(held.to_string().contains("our_resource"), "erl's locks: {held}");
+        assert!(
+            held.to_string().contains("our_resource"),
+            "erl's locks: {held}"
+        );
         holder.exit(Reason::Kill);
         eventually_async("erl releases the lock of our dead process", || async move {
             let l = locks(node).await;
@@ -515,17 +579,70 @@ fn malformed_messages_from_an_erl_node_do_not_crash_the_server() {
             tuple([]),
             tuple([atom("$gen_call"), atom("not_a_from"), atom("get_known")]),
             gen_cast(atom("nonsense")),
-            gen_cast(tuple([atom("init_connect"), atom("bad_vsn"), me.clone(), atom("x")])),
-            gen_cast(tuple([atom("init_connect"), tuple([Term::from(8)]), me.clone(), atom("x")])),
-            gen_cast(tuple([atom("exchange"), me.clone(), atom("not_a_list"), Term::Nil, Term::from(1)])),
-            gen_cast(tuple([atom("exchange"), Term::Atom(node), Term::List(vec![Term::from(1)]), Term::Nil, Term::from(1)])),
-            gen_cast(tuple([atom("resolved"), Term::Atom(node), Term::Nil, Term::Nil, atom("unused"), Term::Nil, atom("stale_tag")])),
-            gen_cast(tuple([atom("new_nodes"), Term::Atom(node), Term::List(vec![atom("bad_op")]), Term::Nil, Term::Nil, Term::Nil])),
-            gen_cast(tuple([atom("lock_set"), Term::from(1), atom("true"), Term::Nil, Term::from(1)])),
+            gen_cast(tuple([
+                atom("init_connect"),
+                atom("bad_vsn"),
+                me.clone(),
+                atom("x"),
+            ])),
+            gen_cast(tuple([
+                atom("init_connect"),
+                tuple([Term::from(8)]),
+                me.clone(),
+                atom("x"),
+            ])),
+            gen_cast(tuple([
+                atom("exchange"),
+                me.clone(),
+                atom("not_a_list"),
+                Term::Nil,
+                Term::from(1),
+            ])),
+            gen_cast(tuple([
+                atom("exchange"),
+                Term::Atom(node),
+                Term::List(vec![Term::from(1)]),
+                Term::Nil,
+                Term::from(1),
+            ])),
+            gen_cast(tuple([
+                atom("resolved"),
+                Term::Atom(node),
+                Term::Nil,
+                Term::Nil,
+                atom("unused"),
+                Term::Nil,
+                atom("stale_tag"),
+            ])),
+            gen_cast(tuple([
+                atom("new_nodes"),
+                Term::Atom(node),
+                Term::List(vec![atom("bad_op")]),
+                Term::Nil,
+                Term::Nil,
+                Term::Nil,
+            ])),
+            gen_cast(tuple([
+                atom("lock_set"),
+                Term::from(1),
+                atom("true"),
+                Term::Nil,
+                Term::from(1),
+            ])),
             gen_cast(tuple([atom("in_sync"), Term::from(1), atom("true")])),
-            tuple([atom("lost_connection"), Term::from(1), Term::from(2), Term::from(3)]),
+            tuple([
+                atom("lost_connection"),
+                Term::from(1),
+                Term::from(2),
+                Term::from(3),
+            ]),
             tuple([atom("cancel_connect"), Term::Atom(node), atom("stale_tag")]),
-            tuple([atom("init_connect_ack"), Term::from(1), Term::from(2), Term::from(3)]),
+            tuple([
+                atom("init_connect_ack"),
+                Term::from(1),
+                Term::from(2),
+                Term::from(3),
+            ]),
             tuple([atom("whereis"), atom("x"), atom("not_a_from")]),
         ];
         for g in garbage {
@@ -533,13 +650,20 @@ fn malformed_messages_from_an_erl_node_do_not_crash_the_server() {
             assert_eq!(r, atom("ok"));
         }
         // An unknown call gets no answer, as from OTP's server.
-        let r = ctl(node, tuple([atom("unknown_call"), me.clone()]), "unknown call").await;
+        let r = ctl(
+            node,
+            tuple([atom("unknown_call"), me.clone()]),
+            "unknown call",
+        )
+        .await;
         assert_eq!(r, atom("timeout"));
         // Same server, still working both ways.
         assert_eq!(beamish::whereis(global::SERVER), Some(server));
         assert!(server.is_alive());
         let pid = forwarder(beamish::self_pid());
-        global::register_name(n.clone(), pid).await.expect("register after garbage");
+        global::register_name(n.clone(), pid)
+            .await
+            .expect("register after garbage");
         assert_eq!(erl_whereis(node, &n).await, Some(pid));
         global::unregister_name(&n).await.expect("unregister");
         pid.exit(Reason::Kill);
@@ -559,14 +683,22 @@ fn a_three_node_cluster_agrees_on_names() {
         synced_with(a1).await;
         synced_with(a2).await;
         // e2 learnt of e1 through us (new_nodes) and sees its name.
-        erl_whereis_until(a2, &n1, "e1's name on e2", |p| p.is_some_and(|p| p.node() == a1)).await;
+        erl_whereis_until(a2, &n1, "e1's name on e2", |p| {
+            p.is_some_and(|p| p.node() == a1)
+        })
+        .await;
         let pid = forwarder(beamish::self_pid());
-        global::register_name(n2.clone(), pid).await.expect("register");
+        global::register_name(n2.clone(), pid)
+            .await
+            .expect("register");
         assert_eq!(erl_whereis(a1, &n2).await, Some(pid));
         assert_eq!(erl_whereis(a2, &n2).await, Some(pid));
         eventually_async("no global lock left here", || async {
             let info = global::info().await.expect("info");
-            (info.locks.iter().all(|(r, _, _)| *r != atom("global")), info.locks)
+            (
+                info.locks.iter().all(|(r, _, _)| *r != atom("global")),
+                info.locks,
+            )
         })
         .await;
         global::unregister_name(&n2).await.expect("unregister");

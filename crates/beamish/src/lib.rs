@@ -50,10 +50,10 @@ mod loom;
 
 #[cfg(all(not(loom), feature = "dist"))]
 pub mod dist;
-#[cfg(all(not(loom), feature = "dist"))]
-pub mod global;
 #[cfg(not(loom))]
 mod error;
+#[cfg(all(not(loom), feature = "dist"))]
+pub mod global;
 #[cfg(not(loom))]
 mod mailbox;
 #[cfg(not(loom))]

@@ -149,7 +149,12 @@ fn reply_node(t: &Term, base: &Term) -> Option<Atom> {
 
 /// One call to `{Name, Node}`; `None` when it did not answer in time or its
 /// node went down.
-pub(crate) async fn call(node: Atom, name: Atom, request: &Term, timeout: Duration) -> Option<Term> {
+pub(crate) async fn call(
+    node: Atom,
+    name: Atom,
+    request: &Term,
+    timeout: Duration,
+) -> Option<Term> {
     let (mut replies, _) = multi_call(&[node], name, request, timeout).await;
     replies.pop().map(|(_, r)| r)
 }

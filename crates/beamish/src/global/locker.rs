@@ -232,7 +232,9 @@ impl Locker {
         loop {
             let m = crate::receive_if(|m: &LockerMsg| match m {
                 LockerMsg::LockSet { pid, .. } => pid.node() == him.node,
-                LockerMsg::Cancel { node, tag, .. } => *node == him.node && *tag == Some(him.my_tag),
+                LockerMsg::Cancel { node, tag, .. } => {
+                    *node == him.node && *tag == Some(him.my_tag)
+                }
                 _ => false,
             })
             .await;
@@ -407,7 +409,11 @@ pub(crate) async fn del_lock(id: &LockId, nodes: &[Atom]) {
 
 /// Unlocks `nodes`, the boss last (OTP's `delete_global_lock`).
 pub(crate) async fn delete_global_lock(id: &LockId, nodes: &[Atom]) {
-    let Some(boss) = nodes.iter().copied().max_by(|x, y| x.as_str().cmp(y.as_str())) else {
+    let Some(boss) = nodes
+        .iter()
+        .copied()
+        .max_by(|x, y| x.as_str().cmp(y.as_str()))
+    else {
         return;
     };
     let others: Vec<Atom> = nodes.iter().copied().filter(|n| *n != boss).collect();

@@ -195,15 +195,40 @@ pub struct GlobalInfo {
 
 /// Messages of the API, the locker, the resolvers and helpers to the server.
 pub(crate) enum ToServer {
-    Whereis { name: Term, reply: Pid, id: Ref },
-    Names { reply: Pid, id: Ref },
-    Known { reply: Pid, id: Ref },
-    Info { reply: Pid, id: Ref },
-    Registrar { job: registrar::Job, reply: Pid, id: Ref },
+    Whereis {
+        name: Term,
+        reply: Pid,
+        id: Ref,
+    },
+    Names {
+        reply: Pid,
+        id: Ref,
+    },
+    Known {
+        reply: Pid,
+        id: Ref,
+    },
+    Info {
+        reply: Pid,
+        id: Ref,
+    },
+    Registrar {
+        job: registrar::Job,
+        reply: Pid,
+        id: Ref,
+    },
     /// The Rust method of a name about to be registered here.
-    Callback { name: Term, pid: Pid, callback: ResolveFn },
+    Callback {
+        name: Term,
+        pid: Pid,
+        callback: ResolveFn,
+    },
     /// From the locker: both partitions are locked for `node`.
-    LockIsSet { node: Atom, tag: i64, lock: Term },
+    LockIsSet {
+        node: Atom,
+        tag: i64,
+        lock: Term,
+    },
     /// From a resolver.
     ExchangeOps {
         node: Atom,
@@ -306,7 +331,8 @@ pub async fn start() -> Result<Pid, Error> {
     let mon = crate::monitor(starter);
     let got = crate::receive_match(|m| {
         m.downcast_ref::<ApiReply>().is_some_and(|r| r.id == id)
-            || m.downcast_ref::<crate::Down>().is_some_and(|d| d.monitor == mon)
+            || m.downcast_ref::<crate::Down>()
+                .is_some_and(|d| d.monitor == mon)
     })
     .await;
     crate::demonitor_flush(mon);
@@ -336,7 +362,8 @@ async fn ask(make: impl FnOnce(Pid, Ref) -> ToServer) -> Result<ApiValue, Error>
     server.send(make(crate::self_pid(), id));
     let got = crate::receive_match(|m| {
         m.downcast_ref::<ApiReply>().is_some_and(|r| r.id == id)
-            || m.downcast_ref::<crate::Down>().is_some_and(|d| d.monitor == mon)
+            || m.downcast_ref::<crate::Down>()
+                .is_some_and(|d| d.monitor == mon)
     })
     .await;
     crate::demonitor_flush(mon);
@@ -493,7 +520,11 @@ pub async fn set_lock(
             Some(n) => *n -= 1,
             None => {}
         }
-        let max_ms: u64 = if times > 5 { 8000 } else { (1u64 << times) * 1000 / 8 };
+        let max_ms: u64 = if times > 5 {
+            8000
+        } else {
+            (1u64 << times) * 1000 / 8
+        };
         let ms = 1 + rng.below(usize::try_from(max_ms).unwrap_or(1)) as u64;
         crate::sleep(Duration::from_millis(ms)).await;
         times += 1;

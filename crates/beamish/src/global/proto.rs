@@ -203,7 +203,9 @@ pub(crate) enum Cast {
         lock: Option<Term>,
     },
     /// `{in_sync, Node, IsKnown}`
-    InSync { node: Atom },
+    InSync {
+        node: Atom,
+    },
     /// `{async_del_name, _, _}` and `{async_del_lock, _, _}` of old nodes:
     /// monitors do their work now.
     Obsolete,
@@ -220,7 +222,10 @@ pub(crate) enum Info {
         his_his: Term,
     },
     /// `{cancel_connect, Node, MyTag}`
-    CancelConnect { node: Atom, tag: Term },
+    CancelConnect {
+        node: Atom,
+        tag: Term,
+    },
     /// `{lost_connection, NodeA, XCreationA, OpIdA, NodeB}`
     LostConnection {
         a: Atom,
@@ -231,7 +236,10 @@ pub(crate) enum Info {
     /// `{remove_connection, Node}`
     RemoveConnection(Atom),
     /// `{whereis, Name, From}`
-    Whereis { name: Term, from: From },
+    Whereis {
+        name: Term,
+        from: From,
+    },
     Unknown(Term),
 }
 
@@ -278,8 +286,12 @@ fn parse_request(t: &Term) -> Request {
             _ => unknown(),
         },
         Term::Tuple(v) => match &v[..] {
-            [tag, id] if is(tag, "set_lock") => LockId::parse(id).map_or_else(unknown, Request::SetLock),
-            [tag, id] if is(tag, "del_lock") => LockId::parse(id).map_or_else(unknown, Request::DelLock),
+            [tag, id] if is(tag, "set_lock") => {
+                LockId::parse(id).map_or_else(unknown, Request::SetLock)
+            }
+            [tag, id] if is(tag, "del_lock") => {
+                LockId::parse(id).map_or_else(unknown, Request::DelLock)
+            }
             [tag, name] if is(tag, "unregister") => Request::Unregister(name.clone()),
             [tag, name, Term::Pid(pid), method] if is(tag, "register") => {
                 Request::Register(NameEntry {
@@ -467,9 +479,7 @@ mod tests {
     #[test]
     fn calls_are_classified() {
         let from = Term::tuple(vec![Term::Pid(pid()), Term::Int(7)]);
-        let call = |req: Term| {
-            Term::tuple(vec![Term::Atom(Atom::GEN_CALL), from.clone(), req])
-        };
+        let call = |req: Term| Term::tuple(vec![Term::Atom(Atom::GEN_CALL), from.clone(), req]);
         let id = Term::tuple(vec![a("global"), Term::Pid(pid())]);
         let Incoming::Call { from: f, request } =
             parse(&call(Term::tuple(vec![a("set_lock"), id.clone()])))
@@ -539,7 +549,10 @@ mod tests {
             Term::Nil,
             Term::Int(1),
         ]);
-        assert!(matches!(parse(&cast(ex)), Incoming::Cast(Cast::Exchange { .. })));
+        assert!(matches!(
+            parse(&cast(ex)),
+            Incoming::Cast(Cast::Exchange { .. })
+        ));
         // One bad name spoils the exchange: nothing of it is applied.
         let bad = Term::tuple(vec![
             a("exchange"),
@@ -548,16 +561,16 @@ mod tests {
             Term::Nil,
             Term::Int(1),
         ]);
-        assert!(matches!(parse(&cast(bad)), Incoming::Cast(Cast::Unknown(_))));
+        assert!(matches!(
+            parse(&cast(bad)),
+            Incoming::Cast(Cast::Unknown(_))
+        ));
         let nn = Term::tuple(vec![
             a("new_nodes"),
             a("n@h"),
             Term::List(vec![Op::Delete(a("x")).to_term()]),
             Term::Nil,
-            Term::List(vec![
-                a("old@h"),
-                Term::tuple(vec![a("b@h"), Term::Int(8)]),
-            ]),
+            Term::List(vec![a("old@h"), Term::tuple(vec![a("b@h"), Term::Int(8)])]),
             Term::List(vec![
                 Term::tuple(vec![a("vsn"), Term::Int(8)]),
                 Term::tuple(vec![
@@ -575,7 +588,10 @@ mod tests {
                 lock: Some(Term::Int(3)),
             })
         );
-        assert!(matches!(parse(&cast(Term::Int(1))), Incoming::Cast(Cast::Unknown(_))));
+        assert!(matches!(
+            parse(&cast(Term::Int(1))),
+            Incoming::Cast(Cast::Unknown(_))
+        ));
     }
 
     #[test]
@@ -587,7 +603,10 @@ mod tests {
             Term::Int(2),
             a("b@h"),
         ]);
-        assert!(matches!(parse(&lc), Incoming::Info(Info::LostConnection { .. })));
+        assert!(matches!(
+            parse(&lc),
+            Incoming::Info(Info::LostConnection { .. })
+        ));
         assert_eq!(
             parse(&Term::tuple(vec![a("remove_connection"), a("a@h")])),
             Incoming::Info(Info::RemoveConnection(atom("a@h")))

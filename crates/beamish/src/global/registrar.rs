@@ -71,7 +71,8 @@ async fn known(server: Pid) -> Vec<Atom> {
     server.send(ToServer::Known { reply: me, id });
     let got = crate::receive_match(|m| {
         m.downcast_ref::<ApiReply>().is_some_and(|r| r.id == id)
-            || m.downcast_ref::<crate::Down>().is_some_and(|d| d.monitor == mon)
+            || m.downcast_ref::<crate::Down>()
+                .is_some_and(|d| d.monitor == mon)
     })
     .await;
     crate::demonitor_flush(mon);
@@ -85,7 +86,12 @@ async fn known(server: Pid) -> Vec<Atom> {
 }
 
 /// Locks global's lock on us and every known node (OTP's `set_lock_known`).
-async fn set_lock_known(server: Pid, id: &LockId, tables: &Mutex<Tables>, rng: &mut Rng) -> Vec<Atom> {
+async fn set_lock_known(
+    server: Pid,
+    id: &LockId,
+    tables: &Mutex<Tables>,
+    rng: &mut Rng,
+) -> Vec<Atom> {
     let here = dist::this_node();
     let mut times = 0u32;
     loop {
@@ -117,12 +123,21 @@ async fn set_lock_known(server: Pid, id: &LockId, tables: &Mutex<Tables>, rng: &
 /// First up to 1/8 s, then doubling each time, up to 8 s (OTP's
 /// `random_sleep`).
 async fn random_sleep(times: u32, rng: &mut Rng) {
-    let max_ms: u64 = if times > 5 { 8000 } else { (1u64 << times) * 1000 / 8 };
+    let max_ms: u64 = if times > 5 {
+        8000
+    } else {
+        (1u64 << times) * 1000 / 8
+    };
     let ms = 1 + rng.below(usize::try_from(max_ms).unwrap_or(1)) as u64;
     crate::sleep(Duration::from_millis(ms)).await;
 }
 
-async fn do_job(server: Pid, tables: &Mutex<Tables>, job: Job, nodes: &[Atom]) -> Result<(), Error> {
+async fn do_job(
+    server: Pid,
+    tables: &Mutex<Tables>,
+    job: Job,
+    nodes: &[Atom],
+) -> Result<(), Error> {
     match job {
         Job::Register {
             name,

@@ -510,7 +510,13 @@ impl Server {
         new_nodes.extend(his_known.iter().copied());
         let new_nodes: Vec<(Atom, u32)> = new_nodes
             .into_iter()
-            .map(|(n, v)| if v == 0 { (n, self.node_vsn(n)) } else { (n, v) })
+            .map(|(n, v)| {
+                if v == 0 {
+                    (n, self.node_vsn(n))
+                } else {
+                    (n, v)
+                }
+            })
             .collect();
         let his_nodes: Vec<Atom> = his_known.iter().map(|(n, _)| *n).collect();
         self.sync_others(&his_nodes);
@@ -628,7 +634,8 @@ impl Server {
             } => {
                 let my = self.my_tag(node);
                 let his = self.sessions.get(&node).and_then(|s| s.his_tag.clone());
-                let ok = my.is_some_and(|m| his_my == Term::Int(m)) && his.as_ref() == Some(&his_his);
+                let ok =
+                    my.is_some_and(|m| his_my == Term::Int(m)) && his.as_ref() == Some(&his_his);
                 if !ok {
                     self.send_cancel_connect(node, &his_his);
                     self.restart_connect(node, my);
@@ -678,10 +685,14 @@ impl Server {
             Term::Atom(b),
         ]);
         self.multicast(&msg, a_node);
-        self.lost.insert(key, (xcre, op_id, now + LOST_CONNECTION_KEEP));
+        self.lost
+            .insert(key, (xcre, op_id, now + LOST_CONNECTION_KEEP));
         let rm = if b == self.node { a_node } else { b };
         if self.known.contains_key(&rm) || self.pending.contains_key(&rm) {
-            self.send_to(rm, Term::tuple(vec![a("remove_connection"), Term::Atom(self.node)]));
+            self.send_to(
+                rm,
+                Term::tuple(vec![a("remove_connection"), Term::Atom(self.node)]),
+            );
             tracing::warn!(node = %rm, "global: requested disconnect from node to prevent overlapping partitions");
             self.nodedown(rm, Nodedown::RemoveConnection);
         }
@@ -709,7 +720,8 @@ impl Server {
     // ------------------------------------------------------ node events
 
     fn nodeup(&mut self, node: Atom) {
-        if node == self.node || self.known.contains_key(&node) || self.resolvers.contains_key(&node) {
+        if node == self.node || self.known.contains_key(&node) || self.resolvers.contains_key(&node)
+        {
             return;
         }
         self.next_tag += 1;
@@ -731,7 +743,13 @@ impl Server {
                 self.locker,
             )),
         );
-        self.resolvers.insert(node, Resolver { tag: my_tag, pid: None });
+        self.resolvers.insert(
+            node,
+            Resolver {
+                tag: my_tag,
+                pid: None,
+            },
+        );
         if let Some((his_vsn, his_tag, his_locker)) = pre {
             self.init_connect(his_vsn.min(VSN), node, his_tag, his_vsn, his_locker);
         }
@@ -780,7 +798,10 @@ impl Server {
         if let Some(his) = self.sessions.get(&node).and_then(|s| s.his_tag.clone())
             && tag.is_some()
             && tag == self.my_tag(node)
-            && self.pending.get(&node).is_some_and(|v| *v >= VERIFY_CONNECT_VSN)
+            && self
+                .pending
+                .get(&node)
+                .is_some_and(|v| *v >= VERIFY_CONNECT_VSN)
         {
             self.send_cancel_connect(node, &his);
         }
@@ -797,7 +818,11 @@ impl Server {
     fn send_cancel_connect(&self, node: Atom, his_tag: &Term) {
         self.send_to(
             node,
-            Term::tuple(vec![a("cancel_connect"), Term::Atom(self.node), his_tag.clone()]),
+            Term::tuple(vec![
+                a("cancel_connect"),
+                Term::Atom(self.node),
+                his_tag.clone(),
+            ]),
         );
     }
 
@@ -948,9 +973,10 @@ impl Server {
                 );
                 let session = self.sessions.entry(node).or_default();
                 match session.save_ops.take() {
-                    Some(SaveOps::Resolved { known, ops: his_ops }) => {
-                        self.resolved(node, ops, his_ops, known)
-                    }
+                    Some(SaveOps::Resolved {
+                        known,
+                        ops: his_ops,
+                    }) => self.resolved(node, ops, his_ops, known),
                     _ => session.save_ops = Some(SaveOps::Ops(ops)),
                 }
             }
