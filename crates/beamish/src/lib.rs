@@ -52,6 +52,8 @@ mod loom;
 pub mod dist;
 #[cfg(not(loom))]
 mod error;
+#[cfg(all(not(loom), feature = "dist"))]
+pub mod global;
 #[cfg(not(loom))]
 mod mailbox;
 #[cfg(not(loom))]

@@ -445,6 +445,7 @@ pub struct ErlNodeBuilder {
     epmd_port: u16,
     args: Vec<String>,
     eval: Option<String>,
+    connect_all: bool,
 }
 
 impl ErlNode {
@@ -459,6 +460,7 @@ impl ErlNode {
             epmd_port: epmd.port(),
             args: Vec::new(),
             eval: None,
+            connect_all: false,
         }
     }
 
@@ -506,6 +508,14 @@ impl ErlNodeBuilder {
         self
     }
 
+    /// Lets `global` connect and sync nodes as it does by default
+    /// (`connect_all true`), for tests of global names; the default here is
+    /// `-kernel connect_all false`.
+    pub fn connect_all(mut self, on: bool) -> Self {
+        self.connect_all = on;
+        self
+    }
+
     /// The Erlang expressions to run at start (`erl -eval`). Print `PASS ...`
     /// or `FAIL ...` lines with `io:format` and wait for them with
     /// [`ErlNode::expect_pass`]. The node keeps running after the snippet
@@ -521,7 +531,12 @@ impl ErlNodeBuilder {
         let node = node_name(&self.name);
         let mut cmd = Command::new(&erlang().erl);
         cmd.args(["-name", &node, "-setcookie", &self.cookie, "-noinput"])
-            .args(["-kernel", "connect_all", "false", "-start_epmd", "false"])
+            .args(if self.connect_all {
+                &[][..]
+            } else {
+                &["-kernel", "connect_all", "false"][..]
+            })
+            .args(["-start_epmd", "false"])
             .args(&self.args)
             .env("ERL_EPMD_PORT", self.epmd_port.to_string())
             // erl writes crash dumps to the working directory otherwise.

@@ -1,0 +1,160 @@
+//! The two halves of OTP's `$gen_call` that the name server needs: answering
+//! a caller (`gen:reply`) and calling one registered server on many nodes
+//! (`gen_server:multi_call`).
+//!
+//! A caller's `From` is `{Pid, Tag}`. The reply is `{Tag, Reply}` sent to
+//! `Pid`: that reaches a plain-reference tag, the `{Ref, Node}` tag of
+//! `multi_call`, and the `[alias|Ref]` tag of OTP 25/26's `gen:call` (which
+//! waits for `{[alias|Ref], Reply}` in the caller's mailbox whichever way it
+//! arrives).
+//!
+//! `multi_call` sends `{'$gen_call', {Self, {Ref, Node}}, Request}` to
+//! `{Name, Node}` for every node, watches the nodes with `monitor_node`, and
+//! collects `{{Ref, Node}, Reply}` until every node has answered or gone
+//! down, or the time is up (the late nodes count as bad, as OTP's).
+
+use std::time::{Duration, Instant};
+
+use crate::dist::{self, Atom, NodeDown, Term};
+use crate::{Pid, Ref};
+
+/// The `{Pid, Tag}` of a `$gen_call`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct From {
+    /// The caller.
+    pub(crate) pid: Pid,
+    /// Its tag, given back in the reply.
+    pub(crate) tag: Term,
+}
+
+impl From {
+    /// Reads `{Pid, Tag}`.
+    pub(crate) fn parse(t: &Term) -> Option<From> {
+        match t.as_tuple()? {
+            [Term::Pid(pid), tag] => Some(From {
+                pid: *pid,
+                tag: tag.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Answers a `$gen_call`: `Pid ! {Tag, Reply}`.
+pub(crate) fn reply(from: &From, reply: Term) {
+    from.pid.send(Term::tuple(vec![from.tag.clone(), reply]));
+}
+
+/// `{'$gen_call', {Self, Tag}, Request}`.
+pub(crate) fn call_message(me: Pid, tag: Term, request: Term) -> Term {
+    Term::tuple(vec![
+        Term::Atom(Atom::GEN_CALL),
+        Term::tuple(vec![Term::Pid(me), tag]),
+        request,
+    ])
+}
+
+/// `{'$gen_cast', Request}`.
+pub(crate) fn cast_message(request: Term) -> Term {
+    Term::tuple(vec![Term::Atom(gen_cast()), request])
+}
+
+/// The atom `'$gen_cast'`.
+pub(crate) fn gen_cast() -> Atom {
+    super::proto::atom("$gen_cast")
+}
+
+/// OTP's `gen_server:multi_call(Nodes, Name, Request, Timeout)`: the replies
+/// of the nodes that answered, and the nodes that did not (down, or silent
+/// for `timeout`). Must run inside a process; other messages stay in its
+/// mailbox, but a `NodeDown` of a watched node that races with its reply
+/// may be left there (callers ignore stray messages).
+pub(crate) async fn multi_call(
+    nodes: &[Atom],
+    name: Atom,
+    request: &Term,
+    timeout: Duration,
+) -> (Vec<(Atom, Term)>, Vec<Atom>) {
+    let me = crate::self_pid();
+    let here = dist::this_node();
+    let base = Term::from(Ref::new());
+    let mut waiting: Vec<Atom> = Vec::with_capacity(nodes.len());
+    let mut bad = Vec::new();
+    for &node in nodes {
+        if waiting.contains(&node) {
+            continue;
+        }
+        if node == here && crate::whereis(name.as_str()).is_none() {
+            bad.push(node);
+            continue;
+        }
+        if node != here {
+            dist::monitor_node(node, true);
+        }
+        let tag = Term::tuple(vec![base.clone(), Term::Atom(node)]);
+        dist::send_named(name, node, call_message(me, tag, request.clone()));
+        waiting.push(node);
+    }
+    let mut replies = Vec::with_capacity(waiting.len());
+    let deadline = Instant::now() + timeout;
+    while !waiting.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let got = crate::receive_match(|m| {
+            if let Some(t) = m.downcast_ref::<Term>() {
+                return reply_node(t, &base).is_some_and(|n| waiting.contains(&n));
+            }
+            m.downcast_ref::<NodeDown>()
+                .is_some_and(|d| waiting.contains(&d.node))
+        })
+        .timeout(left)
+        .await;
+        let Some(msg) = got else { break };
+        match msg.downcast::<Term>() {
+            Ok(t) => {
+                if let (Some(node), Some([_, answer])) = (reply_node(&t, &base), t.as_tuple()) {
+                    waiting.retain(|n| *n != node);
+                    if node != here {
+                        dist::monitor_node(node, false);
+                    }
+                    replies.push((node, answer.clone()));
+                }
+            }
+            Err(msg) => {
+                if let Ok(down) = msg.downcast::<NodeDown>() {
+                    waiting.retain(|n| *n != down.node);
+                    bad.push(down.node);
+                }
+            }
+        }
+    }
+    for node in waiting {
+        if node != here {
+            dist::monitor_node(node, false);
+        }
+        bad.push(node);
+    }
+    (replies, bad)
+}
+
+/// The node of a `{{Base, Node}, Reply}` message.
+fn reply_node(t: &Term, base: &Term) -> Option<Atom> {
+    let [tag, _] = t.as_tuple()? else {
+        return None;
+    };
+    match tag.as_tuple()? {
+        [b, Term::Atom(node)] if b == base => Some(*node),
+        _ => None,
+    }
+}
+
+/// One call to `{Name, Node}`; `None` when it did not answer in time or its
+/// node went down.
+pub(crate) async fn call(
+    node: Atom,
+    name: Atom,
+    request: &Term,
+    timeout: Duration,
+) -> Option<Term> {
+    let (mut replies, _) = multi_call(&[node], name, request, timeout).await;
+    replies.pop().map(|(_, r)| r)
+}
