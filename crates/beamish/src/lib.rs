@@ -100,6 +100,8 @@ mod loom_models {
 }
 
 #[cfg(not(loom))]
+#[cfg(feature = "dist")]
+pub use crate::dist::rpc;
 pub use crate::{
     error::Error,
     mailbox::Message,

@@ -24,6 +24,7 @@ pub mod rpc;
 #[cfg(feature = "serde")]
 pub mod serde;
 mod term;
+mod wire;
 
 #[cfg(feature = "serde")]
 pub use self::serde::{SerdeError, from_term, to_term};
@@ -36,6 +37,7 @@ pub use node::{
 };
 pub use remote::{ExtPort, ExtRef, MAX_REMOTE_PIDS, RemoteError, WirePid};
 pub use term::{BigInt, Fun, OutOfRange, Term};
+pub use wire::Wire;
 
 pub(crate) use node::deliver_remote;
 

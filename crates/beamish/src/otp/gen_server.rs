@@ -102,6 +102,11 @@ impl<R> Reply<R> {
 pub struct ReplyTo<R> {
     caller: Pid,
     tag: Ref,
+    /// A caller that speaks the gen protocol (an Erlang process, or a
+    /// beamish process on another node): where the reply goes, and how it
+    /// becomes a term.
+    #[cfg(feature = "dist")]
+    wire: Option<(crate::dist::gen_protocol::From, fn(&R) -> Term)>,
     _reply: PhantomData<fn(R)>,
 }
 
@@ -117,6 +122,11 @@ struct Answer<R> {
 impl<R: Send + 'static> ReplyTo<R> {
     /// Sends the reply.
     pub fn reply(self, value: R) {
+        #[cfg(feature = "dist")]
+        if let Some((from, encode)) = &self.wire {
+            crate::dist::gen_protocol::reply(from, encode(&value));
+            return;
+        }
         let demonitored = crate::signal::api::take_monitored_by(self.tag);
         let node = NodeBox::alias_message(self.tag, Answer { value, demonitored });
         if let Err(node) = crate::runtime::deliver(self.caller, node) {
@@ -220,6 +230,394 @@ pub trait GenServer: Send + Sized + 'static {
         let _ = reason;
         async {}
     }
+
+    /// How requests and replies of this server travel as terms, so that
+    /// Erlang processes and other nodes can call it (`gen_server:call`,
+    /// `gen_server:cast`) and it can be called by pid or `{Name, Node}`
+    /// from another beamish node. `None` (the default) keeps the server
+    /// local: terms it receives go to `handle_info`. Opt in with
+    /// `Some(Codec::wire())` when the request, reply and cast types are
+    /// [`Wire`](crate::dist::Wire) (a `Term`, or any serde type).
+    #[cfg(feature = "dist")]
+    fn codec() -> Option<Codec<Self>> {
+        None
+    }
+
+    /// The state as `sys:get_state/1` and `sys:get_status/1` show it to an
+    /// Erlang node. The default is the server type's name as a binary.
+    #[cfg(feature = "dist")]
+    fn state_term(&self) -> Term {
+        Term::Binary(std::any::type_name::<Self>().as_bytes().to_vec().into())
+    }
+}
+
+#[cfg(feature = "dist")]
+use crate::dist::{Atom, Term, Wire, gen_protocol};
+
+/// The conversions of a server's request, reply and cast types to and
+/// from terms (see [`GenServer::codec`]).
+#[cfg(feature = "dist")]
+pub struct Codec<S: GenServer> {
+    call_in: fn(&Term) -> Option<S::Call>,
+    call_out: fn(&S::Call) -> Option<Term>,
+    reply_in: fn(&Term) -> Option<S::Reply>,
+    reply_out: fn(&S::Reply) -> Term,
+    cast_in: fn(&Term) -> Option<S::Cast>,
+    cast_out: fn(&S::Cast) -> Option<Term>,
+}
+
+#[cfg(feature = "dist")]
+impl<S: GenServer> Codec<S>
+where
+    S::Call: Wire,
+    S::Reply: Wire,
+    S::Cast: Wire,
+{
+    /// The codec of [`Wire`] types. A reply that has no term (serde
+    /// refused it) goes out as `{error, unencodable_reply}`.
+    pub fn wire() -> Codec<S> {
+        Codec {
+            call_in: S::Call::from_wire,
+            call_out: S::Call::to_wire,
+            reply_in: S::Reply::from_wire,
+            reply_out: |r| {
+                r.to_wire().unwrap_or_else(|| {
+                    error_term(Term::Atom(
+                        Atom::new("unencodable_reply").unwrap_or(Atom::UNDEFINED),
+                    ))
+                })
+            },
+            cast_in: S::Cast::from_wire,
+            cast_out: S::Cast::to_wire,
+        }
+    }
+}
+
+#[cfg(feature = "dist")]
+fn error_term(what: Term) -> Term {
+    Term::Tuple(vec![Term::Atom(Atom::ERROR), what])
+}
+
+#[cfg(feature = "dist")]
+fn atom(name: &str) -> Term {
+    Term::Atom(Atom::new(name).unwrap_or(Atom::UNDEFINED))
+}
+
+/// A call to a server that speaks the gen protocol (on another node).
+#[cfg(feature = "dist")]
+async fn wire_call<S: GenServer>(
+    dest: gen_protocol::Dest,
+    request: &S::Call,
+    timeout: Duration,
+) -> Result<S::Reply, Error> {
+    let codec = S::codec().ok_or_else(no_codec::<S>)?;
+    let term = (codec.call_out)(request)
+        .ok_or_else(|| Error::Config("the request has no term form".into()))?;
+    let reply = gen_protocol::call(&dest, term, Some(timeout)).await?;
+    (codec.reply_in)(&reply).ok_or_else(|| Error::Config(format!("reply {reply} does not decode")))
+}
+
+/// A cast to a server that speaks the gen protocol; dropped (with a log
+/// line) if the request has no term form.
+#[cfg(feature = "dist")]
+fn wire_cast<S: GenServer>(dest: gen_protocol::Dest, request: &S::Cast) {
+    match S::codec().and_then(|c| (c.cast_out)(request)) {
+        Some(term) => gen_protocol::cast(&dest, term),
+        None => tracing::warn!(
+            server = std::any::type_name::<S>(),
+            "cast has no term form; dropped"
+        ),
+    }
+}
+
+#[cfg(feature = "dist")]
+fn no_codec<S>() -> Error {
+    Error::Config(format!(
+        "{} is called on another node but has no GenServer::codec",
+        std::any::type_name::<S>()
+    ))
+}
+
+/// Where a server is: by pid, by a name on this node, by `{Name, Node}`, or
+/// through a name service (`{via, Module, Name}` in OTP; `global` gives
+/// one). [`Server::call`], [`Server::cast`] and [`Server::stop`] work the
+/// same on all of them; names are looked up at each call, so a call follows
+/// a restarted server.
+#[cfg(feature = "dist")]
+pub struct Server<S> {
+    target: Target,
+    _server: PhantomData<fn() -> S>,
+}
+
+#[cfg(feature = "dist")]
+#[derive(Clone)]
+enum Target {
+    Pid(Pid),
+    Local(Atom),
+    Remote(Atom, Atom),
+    Via(fn(&Term) -> Option<Pid>, Arc<Term>),
+}
+
+#[cfg(feature = "dist")]
+impl<S> Clone for Server<S> {
+    fn clone(&self) -> Self {
+        Server {
+            target: self.target.clone(),
+            _server: PhantomData,
+        }
+    }
+}
+
+#[cfg(feature = "dist")]
+impl<S> std::fmt::Debug for Server<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.target {
+            Target::Pid(p) => write!(f, "Server({p})"),
+            Target::Local(n) => write!(f, "Server({n})"),
+            Target::Remote(n, node) => write!(f, "Server({{{n},{node}}})"),
+            Target::Via(_, name) => write!(f, "Server(via {name})"),
+        }
+    }
+}
+
+#[cfg(feature = "dist")]
+impl<S: GenServer> From<ServerRef<S>> for Server<S> {
+    fn from(r: ServerRef<S>) -> Server<S> {
+        Server::pid(r.pid)
+    }
+}
+
+#[cfg(feature = "dist")]
+impl<S: GenServer> Server<S> {
+    /// The server with this pid (local or remote).
+    pub fn pid(pid: Pid) -> Server<S> {
+        Server {
+            target: Target::Pid(pid),
+            _server: PhantomData,
+        }
+    }
+
+    /// The server registered as `name` on this node.
+    pub fn local(name: Atom) -> Server<S> {
+        Server {
+            target: Target::Local(name),
+            _server: PhantomData,
+        }
+    }
+
+    /// The server registered as `name` on `node` (`{Name, Node}`).
+    pub fn remote(name: Atom, node: Atom) -> Server<S> {
+        Server {
+            target: Target::Remote(name, node),
+            _server: PhantomData,
+        }
+    }
+
+    /// The server that `lookup` finds under `name` at each call, e.g.
+    /// `Server::via(beamish::global::whereis_name, name)` for a global
+    /// name (OTP's `{via, Module, Name}` and `{global, Name}`).
+    pub fn via(lookup: fn(&Term) -> Option<Pid>, name: Term) -> Server<S> {
+        Server {
+            target: Target::Via(lookup, Arc::new(name)),
+            _server: PhantomData,
+        }
+    }
+
+    /// The pid the server has now, if it is found.
+    fn resolve(&self) -> Result<Option<Pid>, Error> {
+        match &self.target {
+            Target::Pid(p) => Ok(Some(*p)),
+            Target::Local(n) => crate::whereis(n.as_str())
+                .map(Some)
+                .ok_or_else(|| Error::UnknownName(n.as_str().into())),
+            Target::Remote(n, node) if *node == crate::dist::this_node() => {
+                crate::whereis(n.as_str())
+                    .map(Some)
+                    .ok_or_else(|| Error::UnknownName(n.as_str().into()))
+            }
+            Target::Remote(..) => Ok(None),
+            Target::Via(lookup, name) => lookup(name)
+                .map(Some)
+                .ok_or_else(|| Error::UnknownName(name.to_string().into())),
+        }
+    }
+
+    /// [`ServerRef::call`] on wherever the server is.
+    pub async fn call(&self, request: S::Call) -> Result<S::Reply, Error> {
+        self.call_timeout(request, DEFAULT_CALL_TIMEOUT).await
+    }
+
+    /// [`ServerRef::call_timeout`] on wherever the server is: `noproc`
+    /// comes as [`Error::NoProc`] (a pid) or [`Error::UnknownName`] (a
+    /// name), a lost node as [`Error::NodeDown`].
+    pub async fn call_timeout(
+        &self,
+        request: S::Call,
+        timeout: Duration,
+    ) -> Result<S::Reply, Error> {
+        match (self.resolve()?, &self.target) {
+            (Some(pid), _) => {
+                ServerRef::<S>::from_pid(pid)
+                    .call_timeout(request, timeout)
+                    .await
+            }
+            (None, Target::Remote(name, node)) => {
+                let dest = gen_protocol::Dest::Remote {
+                    name: *name,
+                    node: *node,
+                };
+                wire_call::<S>(dest, &request, timeout).await
+            }
+            (None, _) => Err(Error::Timeout),
+        }
+    }
+
+    /// [`ServerRef::cast`] on wherever the server is (dropped if it is
+    /// not found, as in OTP).
+    pub fn cast(&self, request: S::Cast) {
+        match (self.resolve(), &self.target) {
+            (Ok(Some(pid)), _) => ServerRef::<S>::from_pid(pid).cast(request),
+            (Ok(None), Target::Remote(name, node)) => wire_cast::<S>(
+                gen_protocol::Dest::Remote {
+                    name: *name,
+                    node: *node,
+                },
+                &request,
+            ),
+            _ => {}
+        }
+    }
+
+    /// [`ServerRef::stop`] on wherever the server is.
+    pub async fn stop(&self, reason: Reason, timeout: Duration) -> Result<(), Error> {
+        let pid = match (self.resolve()?, &self.target) {
+            (Some(pid), _) => pid,
+            (None, Target::Remote(name, node)) => {
+                // Find the pid: `erlang:whereis/1` on that node.
+                let pid = crate::dist::rpc::call_timeout(
+                    *node,
+                    "erlang",
+                    "whereis",
+                    vec![Term::Atom(*name)],
+                    timeout,
+                )
+                .await;
+                match pid {
+                    Ok(Term::Pid(p)) => p,
+                    Ok(_) => return Err(Error::UnknownName(name.as_str().into())),
+                    Err(crate::dist::rpc::RpcError::Timeout) => return Err(Error::Timeout),
+                    Err(_) => return Err(Error::NodeDown(*node)),
+                }
+            }
+            (None, _) => return Err(Error::Timeout),
+        };
+        ServerRef::<S>::from_pid(pid).stop(reason, timeout).await
+    }
+}
+
+/// A term that reached a server: a call, cast or system message of the
+/// gen protocol, or (`Some` back) an info message.
+#[cfg(feature = "dist")]
+async fn dispatch_wire<S: GenServer>(server: &mut S, msg: Term) -> Result<Flow, Term> {
+    use gen_protocol::Incoming;
+    let codec = S::codec();
+    match gen_protocol::classify(&msg) {
+        Incoming::Call { from, request } => {
+            let Some(codec) = codec else { return Err(msg) };
+            let Some(request) = (codec.call_in)(request) else {
+                tracing::debug!(%request, "a call whose request does not decode");
+                let what = Term::Tuple(vec![atom("bad_request"), request.clone()]);
+                gen_protocol::reply(&from, error_term(what));
+                return Ok(Flow::Ok);
+            };
+            let to = ReplyTo {
+                caller: from.pid,
+                tag: Ref::new(),
+                wire: Some((from, codec.reply_out)),
+                _reply: PhantomData,
+            };
+            let (caller, encode) = match &to.wire {
+                Some((from, encode)) => (from.clone(), *encode),
+                None => return Ok(Flow::Ok),
+            };
+            let Reply { reply, flow } = server.handle_call(request, to).await;
+            if let Some(value) = reply {
+                gen_protocol::reply(&caller, encode(&value));
+            }
+            Ok(flow)
+        }
+        Incoming::Cast(request) => {
+            let Some(codec) = codec else { return Err(msg) };
+            match (codec.cast_in)(request) {
+                Some(request) => Ok(server.handle_cast(request).await),
+                None => {
+                    tracing::debug!(%request, "a cast whose request does not decode; dropped");
+                    Ok(Flow::Ok)
+                }
+            }
+        }
+        Incoming::System { from, request } => Ok(system(server, &from, request)),
+        Incoming::Malformed => {
+            tracing::debug!(%msg, "a gen protocol message with a bad From; dropped");
+            Ok(Flow::Ok)
+        }
+        Incoming::Other => Err(msg),
+    }
+}
+
+/// The `sys` requests a beamish server answers: `get_state`,
+/// `get_status` and `terminate` (what `gen_server:stop/1,3` sends).
+#[cfg(feature = "dist")]
+fn system<S: GenServer>(server: &mut S, from: &gen_protocol::From, request: &Term) -> Flow {
+    match request {
+        Term::Atom(Atom::GET_STATE) => gen_protocol::reply(from, server.state_term()),
+        Term::Atom(Atom::GET_STATUS) => {
+            let me = crate::self_pid();
+            let header = Term::Tuple(vec![
+                Term::Atom(Atom::HEADER),
+                Term::Binary(
+                    format!("Status for generic server {me}")
+                        .into_bytes()
+                        .into(),
+                ),
+            ]);
+            let data = Term::Tuple(vec![
+                Term::Atom(Atom::DATA),
+                Term::List(vec![Term::Tuple(vec![
+                    Term::ByteList(b"Status".to_vec().into()),
+                    Term::Atom(Atom::RUNNING),
+                ])]),
+            ]);
+            let state = Term::Tuple(vec![
+                Term::Atom(Atom::DATA),
+                Term::List(vec![Term::Tuple(vec![
+                    Term::ByteList(b"State".to_vec().into()),
+                    server.state_term(),
+                ])]),
+            ]);
+            let status = Term::Tuple(vec![
+                Term::Atom(Atom::STATUS),
+                Term::Pid(me),
+                Term::Tuple(vec![Term::Atom(Atom::MODULE), Term::Atom(Atom::GEN_SERVER)]),
+                Term::List(vec![
+                    Term::Nil,
+                    Term::Atom(Atom::RUNNING),
+                    Term::Atom(Atom::UNDEFINED),
+                    Term::Nil,
+                    Term::List(vec![header, data, state]),
+                ]),
+            ]);
+            gen_protocol::reply(from, status);
+        }
+        Term::Tuple(t) if matches!(&t[..], [Term::Atom(a), _] if a.as_str() == "terminate") => {
+            return Flow::Stop(Reason::from_term(t[1].clone()));
+        }
+        other => {
+            let what = Term::Tuple(vec![atom("unknown_system_msg"), other.clone()]);
+            gen_protocol::reply(from, error_term(what));
+        }
+    }
+    Flow::Ok
 }
 
 /// A typed handle on a running server (a `Copy` pid).
@@ -301,6 +699,10 @@ impl<S: GenServer> ServerRef<S> {
         timeout: Duration,
     ) -> Result<S::Reply, Error> {
         let server = self.pid;
+        #[cfg(feature = "dist")]
+        if server.is_remote() {
+            return wire_call::<S>(gen_protocol::Dest::Pid(server), &request, timeout).await;
+        }
         let mark = crate::mark();
         let tag = crate::monitor(server);
         crate::mailbox::set_alias(tag, true);
@@ -309,6 +711,8 @@ impl<S: GenServer> ServerRef<S> {
             from: ReplyTo {
                 caller: crate::self_pid(),
                 tag,
+                #[cfg(feature = "dist")]
+                wire: None,
                 _reply: PhantomData,
             },
         });
@@ -350,6 +754,10 @@ impl<S: GenServer> ServerRef<S> {
 
     /// Sends a cast (no reply; dropped if the server does not exist).
     pub fn cast(&self, request: S::Cast) {
+        #[cfg(feature = "dist")]
+        if self.pid.is_remote() {
+            return wire_cast::<S>(gen_protocol::Dest::Pid(self.pid), &request);
+        }
         self.pid.send(CastMsg::<S>(request));
     }
 
@@ -361,6 +769,18 @@ impl<S: GenServer> ServerRef<S> {
     pub async fn stop(&self, reason: Reason, timeout: Duration) -> Result<(), Error> {
         let mark = crate::mark();
         let mref = crate::monitor(self.pid);
+        #[cfg(feature = "dist")]
+        if self.pid.is_remote() {
+            // What `gen_server:stop/3` sends: `sys:terminate/3`.
+            let me = crate::self_pid();
+            let from = Term::Tuple(vec![Term::Pid(me), Term::Ref(Ref::new().into())]);
+            let req = Term::Tuple(vec![atom("terminate"), reason.to_term()]);
+            self.pid
+                .send(Term::Tuple(vec![Term::Atom(Atom::SYSTEM), from, req]));
+        } else {
+            self.pid.send(StopMsg(reason));
+        }
+        #[cfg(not(feature = "dist"))]
         self.pid.send(StopMsg(reason));
         let down = crate::receive_if(move |d: &Down| d.monitor == mref)
             .timeout(timeout)
@@ -498,6 +918,8 @@ async fn dispatch<S: GenServer>(server: &mut S, msg: Message, parent: Pid) -> Fl
             let caller = ReplyTo {
                 caller: from.caller,
                 tag: from.tag,
+                #[cfg(feature = "dist")]
+                wire: None,
                 _reply: PhantomData,
             };
             let Reply { reply, flow } = server.handle_call(request, from).await;
@@ -523,5 +945,13 @@ async fn dispatch<S: GenServer>(server: &mut S, msg: Message, parent: Pid) -> Fl
         // parent's reason, running terminate.
         return Flow::Stop(exit.reason.clone());
     }
+    #[cfg(feature = "dist")]
+    let msg = match msg.downcast::<Term>() {
+        Ok(term) => match dispatch_wire(server, term).await {
+            Ok(flow) => return flow,
+            Err(term) => Message::new(term),
+        },
+        Err(msg) => msg,
+    };
     server.handle_info(msg).await
 }

@@ -10,6 +10,8 @@ pub mod task;
 
 pub use application::Application;
 pub use dynamic_supervisor::{DynamicSupervisor, DynamicSupervisorFlags, DynamicSupervisorRef};
+#[cfg(feature = "dist")]
+pub use gen_server::{Codec, Server};
 pub use gen_server::{
     DEFAULT_CALL_TIMEOUT, Flow, GenServer, Init, Reply, ReplyTo, ServerRef, StartOptions, start,
     start_link, start_with,
