@@ -1,0 +1,118 @@
+//! The `cluster_node` example against a real `erl` node: `kv` through
+//! `gen_server`, `beamish_demo` through `erpc` and `rpc`, and the `global`
+//! name and `pg` group of `kv`.
+
+#[path = "../../beamish/tests/support/erl.rs"]
+mod erl;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use erl::{Epmd, ErlNode, Proc, node_name, repo_root, unique_name};
+
+const COOKIE: &str = "clustercookie";
+
+/// Builds the example with the cargo that runs this test and returns its
+/// path.
+fn example_binary() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(repo_root())
+        .args(["build", "-p", "beamish", "--example", "cluster_node"])
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building the cluster_node example failed");
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> -> target/<profile>/examples/cluster_node
+    let profile_dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target profile directory");
+    profile_dir.join("examples").join("cluster_node")
+}
+
+#[test]
+fn erlang_uses_kv_demo_global_and_pg_of_cluster_node() {
+    let bin = example_binary();
+    let epmd = Epmd::start();
+    let short = unique_name("cn");
+    let nut = node_name(&short);
+    let mut cmd = Command::new(bin);
+    cmd.args(["--name", &nut, "--cookie", COOKIE, "--ticktime", "20"]);
+    epmd.configure(&mut cmd);
+    let mut node = Proc::spawn("cluster_node", cmd);
+    node.expect_line("ready", Duration::from_secs(30));
+
+    let code = format!(
+        r#"
+N = '{nut}', Name = '{short}',
+Kv = {{kv, N}},
+Check = fun(What, true) -> io:format("ok ~s~n", [What]);
+           (What, Other) -> io:format("FAIL ~s: ~p~n", [What, Other]), halt(1) end,
+Check("put", gen_server:call(Kv, {{put, x, 1}}) =:= ok),
+Check("get", gen_server:call(Kv, {{get, x}}) =:= {{ok, 1}}),
+Check("delete", gen_server:call(Kv, {{delete, x}}) =:= ok),
+Check("get_deleted", gen_server:call(Kv, {{get, x}}) =:= not_found),
+Check("unknown", gen_server:call(Kv, bogus) =:= {{error, {{unknown_request, bogus}}}}),
+gen_server:cast(Kv, {{put, c, 2}}),
+Check("cast", gen_server:call(Kv, {{get, c}}) =:= {{ok, 2}}),
+Check("crash",
+    case catch gen_server:call(Kv, crash) of
+        {{'EXIT', {{{{crashed, kv}}, {{gen_server, call, _}}}}}} -> true;
+        Crash -> Crash
+    end),
+Restarted = fun R(0) -> false;
+                R(K) -> case catch gen_server:call(Kv, {{get, c}}, 500) of
+                            not_found -> true;
+                            _ -> timer:sleep(100), R(K - 1)
+                        end end,
+Check("restarted_empty", Restarted(20)),
+WaitK = fun WK(0) -> undefined; WK(K) -> case gen_server:call(Kv, {{global_whereis, {{kv, Name}}}}) of
+    P0 when is_pid(P0) -> P0; _ -> timer:sleep(100), WK(K - 1) end end,
+Pid = WaitK(30),
+Check("kv_pid", is_pid(Pid) andalso node(Pid) =:= N),
+Check("call_timeout", case catch gen_server:call(Pid, {{sleep, 500}}, 100) of
+    {{'EXIT', {{timeout, _}}}} -> true; T -> T end),
+timer:sleep(700),
+Check("no_late_reply", receive Late -> Late after 0 -> true end),
+Check("erpc_add", erpc:call(N, beamish_demo, add, [1, 2]) =:= 3),
+Check("erpc_add_big", erpc:call(N, beamish_demo, add, [1 bsl 100, -(1 bsl 99)]) =:= 1 bsl 99),
+Check("erpc_echo", erpc:call(N, beamish_demo, echo, [{{a, "s", <<1>>, [1.5]}}]) =:= {{a, "s", <<1>>, [1.5]}}),
+Check("erpc_fail", try erpc:call(N, beamish_demo, fail, [oops]) catch error:{{exception, oops, _}} -> true; C:E -> {{C, E}} end),
+Check("erpc_timeout", try erpc:call(N, beamish_demo, sleep, [1000], 100) catch error:{{erpc, timeout}} -> true; C2:E2 -> {{C2, E2}} end),
+Check("erpc_undef", try erpc:call(N, beamish_demo, nope, []) catch error:{{exception, undef, _}} -> true; C3:E3 -> {{C3, E3}} end),
+Check("rpc_add", rpc:call(N, beamish_demo, add, [1, 2]) =:= 3),
+Check("multicall", erpc:multicall([N], beamish_demo, add, [1, 2]) =:= [{{ok, 3}}]),
+WaitG = fun W(0) -> undefined; W(K) -> case global:whereis_name({{kv, Name}}) of
+    P when is_pid(P) -> P; _ -> timer:sleep(100), W(K - 1) end end,
+GP = WaitG(30),
+Check("global_kv", is_pid(GP) andalso node(GP) =:= N),
+Check("global_call", gen_server:call({{global, {{kv, Name}}}}, {{get, nothing}}) =:= not_found),
+Self = self(),
+yes = global:register_name(erl_probe, Self),
+WaitW = fun W2(0) -> false; W2(K) -> case gen_server:call(Kv, {{global_whereis, erl_probe}}) of
+    Self -> true; _ -> timer:sleep(100), W2(K - 1) end end,
+Check("global_whereis", WaitW(30)),
+{{ok, _}} = pg:start_link(),
+Member = spawn(fun() -> receive stop -> ok end end),
+ok = pg:join(beamish_kv, Member),
+WaitP = fun W3(0) -> {{last, gen_server:call(Kv, {{pg_members, beamish_kv}}), pg:get_members(beamish_kv)}}; W3(K) -> Ms = gen_server:call(Kv, {{pg_members, beamish_kv}}),
+    case lists:member(Member, Ms) andalso length(Ms) >= 2 of
+        true -> true; false -> timer:sleep(100), W3(K - 1) end end,
+Check("pg_members", WaitP(30)),
+Check("sys_get_state", case catch sys:get_state(Kv) of {{'EXIT', _}} = X -> X; _ -> true end),
+io:format("PASS all~n"),
+halt(0).
+"#
+    );
+    let mut erl = ErlNode::builder(&epmd, "t")
+        .cookie(COOKIE)
+        .connect_all(true)
+        .eval(&code)
+        .start();
+    let line = erl.expect_pass(Duration::from_secs(60));
+    assert!(line.contains("PASS all"), "{line}");
+    drop(erl);
+    node.kill();
+}
