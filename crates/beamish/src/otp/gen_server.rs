@@ -106,7 +106,7 @@ pub struct ReplyTo<R> {
     /// beamish process on another node): where the reply goes, and how it
     /// becomes a term.
     #[cfg(feature = "dist")]
-    wire: Option<(crate::dist::gen_protocol::From, fn(&R) -> Term)>,
+    wire: Option<WireReply<R>>,
     _reply: PhantomData<fn(R)>,
 }
 
@@ -253,6 +253,10 @@ pub trait GenServer: Send + Sized + 'static {
 
 #[cfg(feature = "dist")]
 use crate::dist::{Atom, Term, Wire, gen_protocol};
+
+/// Where the reply to a gen protocol call goes, and how it becomes a term.
+#[cfg(feature = "dist")]
+type WireReply<R> = (gen_protocol::From, fn(&R) -> Term);
 
 /// The conversions of a server's request, reply and cast types to and
 /// from terms (see [`GenServer::codec`]).
