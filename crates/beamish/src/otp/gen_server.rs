@@ -237,7 +237,7 @@ pub trait GenServer: Send + Sized + 'static {
     /// from another beamish node. `None` (the default) keeps the server
     /// local: terms it receives go to `handle_info`. Opt in with
     /// `Some(Codec::wire())` when the request, reply and cast types are
-    /// [`Wire`](crate::dist::Wire) (a `Term`, or any serde type).
+    /// [`Wire`] (a `Term`, or any serde type).
     #[cfg(feature = "dist")]
     fn codec() -> Option<Codec<Self>> {
         None
