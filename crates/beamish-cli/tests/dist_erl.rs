@@ -1093,6 +1093,57 @@ fn a_send_after_erl_disconnected_us_connects_again() {
     });
 }
 
+/// erl disconnects us after we connected to it (by a send) and nothing is
+/// left to send: like an Erlang node, we must not connect again on our own
+/// (the contract suite's `dist.auto_connect` waits for the disconnect to
+/// show in the helper's `nodes()`). erl reports, through a second node,
+/// whether we are back a second later.
+#[test]
+fn a_node_that_disconnected_us_is_not_connected_again_unasked() {
+    let w = w();
+    let e1 = helper_node("unasked_target", "wait");
+    let e2 = helper_node("unasked_relay", "wait");
+    let (n1, n2) = (a(e1.node()), a(e2.node()));
+    w.run(async move {
+        let me = beamish::self_pid();
+        let reg = |name: &str| tuple([atom("register_forwarder"), atom(name)]);
+        assert_eq!(ctl(n2, reg("relay"), "relay").await, atom("true"));
+        for round in 0..3 {
+            dist::monitor_node(n1, true);
+            dist::send_named(
+                a("ctl"),
+                n1,
+                tuple([
+                    Term::Pid(me),
+                    new_tag(),
+                    tuple([
+                        atom("disconnect_and_watch"),
+                        Term::Atom(w_node()),
+                        Term::Int(1000),
+                        tuple([atom("relay"), Term::Atom(n2)]),
+                        Term::Pid(me),
+                    ]),
+                ]),
+            );
+            recv::<NodeDown>("our nodedown", |d| d.node == n1).await;
+            let report = recv_term("the helper's report", |t| {
+                matches!(t.as_tuple(), Some([f, _, x, _]) if f.is_atom(a("forwarded"))
+                    && x.as_tuple().is_some_and(|r| r[0].is_atom(a("connected_again"))))
+            })
+            .await;
+            let Some([_, _, r, _]) = report.as_tuple() else {
+                unreachable!()
+            };
+            assert_eq!(
+                r.as_tuple().map(|r| r[1].clone()),
+                Some(atom("false")),
+                "round {round}: we connected to {n1} again with nothing to send"
+            );
+            assert!(!dist::nodes().contains(&n1), "round {round}");
+        }
+    });
+}
+
 fn w_node() -> Atom {
     w().node
 }

@@ -99,9 +99,9 @@ mod loom_models {
     mod tests;
 }
 
-#[cfg(not(loom))]
-#[cfg(feature = "dist")]
+#[cfg(all(not(loom), feature = "dist"))]
 pub use crate::dist::rpc;
+#[cfg(not(loom))]
 pub use crate::{
     error::Error,
     mailbox::Message,

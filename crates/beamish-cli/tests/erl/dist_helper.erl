@@ -22,6 +22,10 @@
 %%   {disconnect_and_tell, Node, Dest, Msg}
 %%                          no reply: disconnects Node, waits until nodes()
 %%                          no longer lists it, then sends Msg to Dest
+%%   {disconnect_and_watch, Node, Ms, Dest, To}
+%%                          no reply: disconnects Node, waits until nodes()
+%%                          no longer lists it, then Ms milliseconds more, and
+%%                          sends `{To, {connected_again, Bool}}` to Dest
 %%
 %% A puppet answers `{From, Ref, Cmd}` with `From ! {Ref, Reply}`:
 %%
@@ -58,6 +62,12 @@ ctl(Owners) ->
             true = erlang:disconnect_node(Node),
             wait_disconnected(Node),
             Dest ! Msg,
+            ctl(Owners);
+        {_From, _Ref, {disconnect_and_watch, Node, Ms, Dest, To}} ->
+            true = erlang:disconnect_node(Node),
+            wait_disconnected(Node),
+            timer:sleep(Ms),
+            Dest ! {To, {connected_again, lists:member(Node, nodes())}},
             ctl(Owners);
         {From, Ref, Cmd} when is_pid(From) ->
             {Reply, Owners1} = command(Cmd, From, Owners),

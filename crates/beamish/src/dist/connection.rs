@@ -209,12 +209,45 @@ pub(crate) async fn connect(node: Atom, successor: bool) {
     // A successor first takes what its predecessor had not written, so that
     // it goes out before anything sent since.
     let mut leftovers = None;
+    let mut adopted = None;
     if successor {
         let handover = crate::receive_if::<Out, _>(|o| matches!(o, Out::Handover(_)))
             .timeout(HANDOVER_WAIT)
             .await;
         if let Some(Out::Handover(h)) = handover {
             leftovers = Some(h);
+        }
+        // Erlang connects again only to send: with nothing handed over and
+        // nothing sent since, this successor leaves the table instead.
+        if let Some(h) = &mut leftovers
+            && h.output.is_empty()
+            && h.items.is_empty()
+        {
+            loop {
+                match crate::receive::<Out>().timeout(Duration::ZERO).await {
+                    // The peer connected to us meanwhile: that is the connection.
+                    Some(Out::Adopt(b)) => {
+                        adopted = Some(*b);
+                        break;
+                    }
+                    Some(out) => {
+                        h.items.push(out);
+                        break;
+                    }
+                    None => {}
+                }
+                // Deliveries to a connection happen under the table's read
+                // lock: with the write lock held and the inbound stack
+                // still empty, nothing can reach this mailbox any more.
+                let mut peers = st.peers.write();
+                if crate::mailbox::nothing_arrived() {
+                    let me = crate::try_self_pid();
+                    if peers.get(&node).is_some_and(|p| Some(p.conn) == me) {
+                        peers.remove(&node);
+                    }
+                    return;
+                }
+            }
         }
     }
     let attempt = async {
@@ -248,11 +281,14 @@ pub(crate) async fn connect(node: Atom, successor: bool) {
         }
     };
     let adopt = || crate::receive_if::<Out, _>(|o| matches!(o, Out::Adopt(_)));
-    let mut result = tokio::select! {
-        r = attempt => r,
-        out = adopt() => match out {
-            Out::Adopt(b) => Ok(*b),
-            _ => Err("unexpected item".to_owned()),
+    let mut result = match adopted {
+        Some(a) => Ok(a),
+        None => tokio::select! {
+            r = attempt => r,
+            out = adopt() => match out {
+                Out::Adopt(b) => Ok(*b),
+                _ => Err("unexpected item".to_owned()),
+            },
         },
     };
     if matches!(&result, Err(e) if e == LOST) {
@@ -319,10 +355,10 @@ pub(crate) async fn accepted(mut stream: TcpStream, addr: SocketAddr) {
             // began after we said `ok`): our connecting process takes this
             // socket, since its mailbox holds what is queued for the peer.
             Some(p) if !p.up && p.conn != me => {
-                let conn = p.conn;
-                drop(peers);
+                // Delivered under the lock: a connecting process that leaves
+                // the table finds it in its mailbox.
                 let item = NodeBox::message(Out::Adopt(Box::new((stream, peer))));
-                if runtime::deliver(conn, item).is_err() {
+                if runtime::deliver(p.conn, item).is_err() {
                     tracing::warn!(%node, "simultaneous connection lost");
                 }
                 return;

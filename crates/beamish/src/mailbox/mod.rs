@@ -74,6 +74,17 @@ pub(crate) fn set_alias(tag: crate::Ref, active: bool) {
     }
 }
 
+/// True if nothing (message or signal) has reached the calling process's
+/// inbound stack since its last receive drained it.
+///
+/// # Panics
+/// Outside a beamish process.
+pub(crate) fn nothing_arrived() -> bool {
+    let p = context::expect_current("nothing_arrived");
+    // SAFETY: the current process's header outlives its own code.
+    unsafe { p.as_ref() }.inbound.is_empty()
+}
+
 /// Removes the first queued message that satisfies `pred`.
 pub(crate) fn remove_first(h: &Header, mut pred: impl FnMut(&NodeBox) -> bool) -> Option<NodeBox> {
     // SAFETY: as in `drain`.
