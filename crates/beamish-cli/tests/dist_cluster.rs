@@ -5,7 +5,7 @@
 //!
 //! All on a private EPMD; the tests of this file run one at a time (one
 //! of them stops the EPMD for a moment). Every wait is bounded by
-//! [`WAIT`]; nothing asserts on time.
+//! `common::WAIT`; nothing asserts on time.
 
 mod common;
 
@@ -15,10 +15,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use beamish::dist::{self, Atom, NodeDown, NodeUp, Term};
 use beamish::{Down, Exit, Pid, Reason};
-use common::erl::{Proc, node_name, unique_name};
+use common::erl::{node_name, unique_name};
 use common::{
-    COOKIE, WAIT, World, a, atom, call, call_named, eventually, expect_none, new_tag, pid_of, recv,
-    recv_term, reply, request, signal_group, tuple,
+    COOKIE, Child, World, a, atom, call, call_named, eventually, expect_none, new_tag, pid_of,
+    recv, recv_term, reply, request, signal_group, tuple,
 };
 
 fn w() -> &'static World {
@@ -30,12 +30,6 @@ fn w() -> &'static World {
 fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A `beamish node` child, killed when dropped.
-struct Child {
-    proc: Proc,
-    node: Atom,
 }
 
 fn start_child(prefix: &str) -> Child {
@@ -52,12 +46,7 @@ fn start_child(prefix: &str) -> Child {
         "2",
     ])
     .args(["--epmd-port", &w.epmd_port.to_string()]);
-    let mut proc = Proc::spawn(name.clone(), cmd);
-    proc.expect_line("ready", WAIT);
-    Child {
-        proc,
-        node: a(&name),
-    }
+    Child::start(&name, cmd)
 }
 
 /// Runs `test` on our node; on failure, panics with the reason and what
@@ -66,25 +55,7 @@ fn run_with<T: Send + 'static>(
     children: &[&Child],
     test: impl std::future::Future<Output = T> + Send + 'static,
 ) -> T {
-    match w().handle.block_on(test) {
-        Ok(out) => out,
-        Err(reason) => {
-            let outputs: String = children
-                .iter()
-                .map(|c| format!("--- {}:\n{}", c.node, c.proc.output()))
-                .collect();
-            let logs = w().logs();
-            let ours: String = logs
-                .lines()
-                .filter(|l| children.iter().any(|c| l.contains(c.node.as_str())))
-                .map(|l| format!("  ! {l}\n"))
-                .collect();
-            panic!(
-                "the test process failed: {reason}\n{outputs}--- our node, {}:\n{ours}",
-                w().node
-            );
-        }
-    }
+    w().run_with_children(children, test)
 }
 
 /// Spawns an echo process on `node` (through its registered `echo`).

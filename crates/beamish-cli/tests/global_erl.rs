@@ -126,7 +126,7 @@ async fn erl_whereis_until(node: Atom, name: &Term, what: &str, ok: impl Fn(Opti
 async fn whereis_until(name: &Term, what: &str, ok: impl Fn(Option<Pid>) -> bool) -> Option<Pid> {
     let mut last = None;
     for _ in 0..WAIT.as_millis() / 50 {
-        last = global::whereis_name(name).await;
+        last = global::whereis_name(name);
         if ok(last) {
             return last;
         }
@@ -247,7 +247,7 @@ fn names_registered_here_are_seen_and_reached_from_erl() {
         global::register_name(n.clone(), pid)
             .await
             .expect("register");
-        assert_eq!(global::whereis_name(&n).await, Some(pid));
+        assert_eq!(global::whereis_name(&n), Some(pid));
         assert_eq!(erl_whereis(node, &n).await, Some(pid), "erl sees our pid");
         // global:send from erl reaches our process.
         let sent = erl_global(node, "send", vec![n.clone(), atom("hello")]).await;
@@ -257,7 +257,7 @@ fn names_registered_here_are_seen_and_reached_from_erl() {
         })
         .await;
         // Our own send.
-        assert_eq!(global::send(&n, atom("again")).await, Ok(pid));
+        assert_eq!(global::send(&n, atom("again")), Ok(pid));
         recv_term("global::send", |t| {
             *t == tuple([atom("got"), Term::Pid(pid), atom("again")])
         })
@@ -273,7 +273,7 @@ fn names_registered_here_are_seen_and_reached_from_erl() {
         ));
         // Unregistered here: gone on erl.
         global::unregister_name(&n).await.expect("unregister");
-        assert_eq!(global::whereis_name(&n).await, None);
+        assert_eq!(global::whereis_name(&n), None);
         assert_eq!(erl_whereis(node, &n).await, None);
         // re_register takes it whoever has it.
         global::register_name(n.clone(), pid)

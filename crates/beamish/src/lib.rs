@@ -118,8 +118,8 @@ pub use crate::{
     registry::{register, registered, send_named, unregister, whereis},
     runtime::{Builder, Handle, Runtime, run},
     signal::api::{
-        Exiting, demonitor, demonitor_flush, exit, link, monitor, self_pid, trap_exit,
-        try_self_pid, unlink,
+        Exiting, demonitor, demonitor_flush, demonitor_flush_info, demonitor_info, exit, link,
+        monitor, self_pid, trap_exit, try_self_pid, unlink,
     },
     timer::{Sleep, TimerRef, cancel_timer, send_after, sleep},
     yielding::{LongSchedule, Reduce, YieldNow, reduce, subscribe_long_schedule, yield_now},

@@ -16,6 +16,7 @@
 //! | a named process ends                         | its name is free as soon as its `Down`/`Exit` is seen       |
 //! | `link(self_pid())`                           | `Ok(())`, no link, no signal                                |
 //! | `monitor(dead_pid)`                          | `Down { reason: NoProc }` in the mailbox at once            |
+//! | `demonitor` / `demonitor_flush`              | `true` always (Erlang's `demonitor/1,2`); the `_info` forms tell whether it was active |
 //! | `receive().timeout(ZERO)`                    | looks once; `None` if nothing matches                       |
 //! | `receive().timeout(Duration::MAX)`           | waits forever, until a matching message                     |
 //! | a message whose `Drop` panics                | the panic is contained wherever the runtime drops it        |
@@ -1200,4 +1201,53 @@ fn process_spawned_by_a_destructor_during_shutdown_is_ended_too() {
         "the late process was ended"
     );
     assert_eq!(handle.process_count(), 0);
+}
+
+/// `demonitor/1` and `demonitor(Ref, [flush])` are `true` whatever the
+/// monitor's state, as in Erlang; `[info]` and `[flush, info]` tell
+/// whether it was still active.
+#[test]
+fn demonitor_is_true_and_its_info_forms_tell_whether_it_was_active() {
+    on_runtime(async {
+        // Active: info says so.
+        let pid = beamish::spawn(async { beamish::receive::<()>().await });
+        let m = beamish::monitor(pid);
+        assert!(beamish::demonitor_info(m));
+        assert!(!beamish::demonitor_info(m), "taken down already");
+        assert!(beamish::demonitor(m));
+        pid.send(());
+        // Fired: the Down is in the mailbox.
+        let (_, m) = beamish::spawn_monitor(async {});
+        eventually_down(m).await;
+        assert!(beamish::demonitor(m), "demonitor/1 of a fired monitor");
+        assert!(!beamish::demonitor_info(m));
+        assert!(!beamish::demonitor_flush_info(m), "fired: not active");
+        let left = beamish::receive_if(move |d: &Down| d.monitor == m)
+            .timeout(Duration::ZERO)
+            .await;
+        assert!(left.is_none(), "flushed");
+        let (_, m) = beamish::spawn_monitor(async {});
+        eventually_down(m).await;
+        assert!(beamish::demonitor_flush(m));
+        // Never a monitor.
+        let stray = Ref::new();
+        assert!(beamish::demonitor(stray));
+        assert!(beamish::demonitor_flush(stray));
+        assert!(!beamish::demonitor_info(stray));
+        assert!(!beamish::demonitor_flush_info(stray));
+    });
+}
+
+/// Waits until the `Down` of `m` is in the mailbox, leaving it there.
+async fn eventually_down(m: Ref) {
+    let me = beamish::self_pid();
+    let deadline = Instant::now() + LONG;
+    loop {
+        let info = beamish::process_info(me).await.expect("own info");
+        if info.message_queue_len >= 1 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no Down for {m:?}");
+        beamish::sleep(Duration::from_millis(1)).await;
+    }
 }

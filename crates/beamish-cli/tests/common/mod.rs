@@ -118,6 +118,24 @@ fn start_world(prefix: &str) -> World {
     }
 }
 
+/// A child node (an OS process of its own), killed when dropped.
+pub struct Child {
+    pub proc: erl::Proc,
+    pub node: Atom,
+}
+
+impl Child {
+    /// Starts `cmd` as the node `name` and waits for its `ready` line.
+    pub fn start(name: &str, cmd: std::process::Command) -> Child {
+        let mut proc = erl::Proc::spawn(name, cmd);
+        proc.expect_line("ready", WAIT);
+        Child {
+            proc,
+            node: a(name),
+        }
+    }
+}
+
 /// Appends log lines to the shared buffer.
 struct LogWriter(Arc<Mutex<Vec<u8>>>);
 
@@ -143,6 +161,34 @@ impl World {
         match self.handle.block_on(test) {
             Ok(out) => out,
             Err(reason) => panic!("the test process failed: {reason}"),
+        }
+    }
+
+    /// [`World::run`] for a test with child nodes: on failure, the panic
+    /// shows what each child printed and our log lines that name it.
+    pub fn run_with_children<T: Send + 'static>(
+        &self,
+        children: &[&Child],
+        test: impl Future<Output = T> + Send + 'static,
+    ) -> T {
+        match self.handle.block_on(test) {
+            Ok(out) => out,
+            Err(reason) => {
+                let outputs: String = children
+                    .iter()
+                    .map(|c| format!("--- {}:\n{}", c.node, c.proc.output()))
+                    .collect();
+                let ours: String = self
+                    .logs()
+                    .lines()
+                    .filter(|l| children.iter().any(|c| l.contains(c.node.as_str())))
+                    .map(|l| format!("  ! {l}\n"))
+                    .collect();
+                panic!(
+                    "the test process failed: {reason}\n{outputs}--- our node, {}:\n{ours}",
+                    self.node
+                );
+            }
         }
     }
 

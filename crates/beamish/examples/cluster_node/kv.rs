@@ -125,7 +125,7 @@ async fn call(store: &mut BTreeMap<Term, Term>, request: Term) -> Result<Term, R
             beamish::sleep(Duration::from_millis(ms.unsigned_abs())).await;
             atom("ok")
         }
-        ("global_whereis", [name]) => match beamish::global::whereis_name(name).await {
+        ("global_whereis", [name]) => match beamish::global::whereis_name(name) {
             Some(pid) => Term::Pid(pid),
             None => atom("undefined"),
         },
@@ -149,7 +149,7 @@ async fn forward(dest: &Term, request: Term, timeout: Duration) -> Term {
     let error = |e: Term| tuple(vec![atom("error"), e]);
     let target = match dest.as_tuple() {
         Some([Term::Atom(g), name]) if g.as_str() == "global" => {
-            match beamish::global::whereis_name(name).await {
+            match beamish::global::whereis_name(name) {
                 Some(pid) => Dest::Pid(pid),
                 None => return error(atom("noproc")),
             }

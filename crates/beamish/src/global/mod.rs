@@ -18,7 +18,7 @@
 //! global::start().await.unwrap();
 //! let name = Term::atom("my_service").unwrap();
 //! global::register_name(name.clone(), beamish::self_pid()).await.unwrap();
-//! assert_eq!(global::whereis_name(&name).await, Some(beamish::self_pid()));
+//! assert_eq!(global::whereis_name(&name), Some(beamish::self_pid()));
 //! # }).unwrap();
 //! ```
 //!
@@ -195,11 +195,6 @@ pub struct GlobalInfo {
 
 /// Messages of the API, the locker, the resolvers and helpers to the server.
 pub(crate) enum ToServer {
-    Whereis {
-        name: Term,
-        reply: Pid,
-        id: Ref,
-    },
     Names {
         reply: Pid,
         id: Ref,
@@ -248,7 +243,6 @@ pub(crate) struct ApiReply {
 
 pub(crate) enum ApiValue {
     Started(Pid),
-    Pid(Option<Pid>),
     Names(Vec<Term>),
     Known(Vec<Atom>),
     Info(GlobalInfo),
@@ -325,6 +319,9 @@ pub async fn start() -> Result<Pid, Error> {
                 value: ApiValue::Done(Err(Error::NameTaken(SERVER.into()))),
             });
             return;
+        }
+        if let Some(shared) = shared_tables() {
+            *shared.0.lock() = Some(tables.clone());
         }
         server::run(tables, locker, registrar, Some((me, id))).await;
     });
@@ -439,7 +436,7 @@ pub async fn re_register_name_with(name: Term, pid: Pid, resolve: Resolve) -> Re
 /// [`Error::UnknownName`] if the server has not been started;
 /// [`Error::NotInProcess`].
 pub async fn unregister_name(name: &Term) -> Result<(), Error> {
-    if whereis_name(name).await.is_none() {
+    if whereis_name(name).is_none() {
         crate::whereis(SERVER).ok_or_else(unknown_server)?;
         return Ok(());
     }
@@ -448,12 +445,25 @@ pub async fn unregister_name(name: &Term) -> Result<(), Error> {
 
 /// The process registered as `name`, on any node (OTP's
 /// `global:whereis_name/1`); `None` also when the server is not started.
-pub async fn whereis_name(name: &Term) -> Option<Pid> {
-    let name = name.clone();
-    match ask(|reply, id| ToServer::Whereis { name, reply, id }).await {
-        Ok(ApiValue::Pid(p)) => p,
-        _ => None,
-    }
+/// Like OTP's, it reads the name table directly (OTP: an ETS table),
+/// without a round trip to the server, so it needs no process either.
+pub fn whereis_name(name: &Term) -> Option<Pid> {
+    let shared = shared_tables()?;
+    let tables = shared.0.lock().clone()?;
+    let t = tables.lock();
+    let r = t.names.get(name)?;
+    (r.pid.is_remote() || r.pid.is_alive()).then_some(r.pid)
+}
+
+/// This runtime's name table, once [`start`] has run (OTP's
+/// `global_names` ETS table).
+#[derive(Default)]
+struct SharedTables(Mutex<Option<Arc<Mutex<tables::Tables>>>>);
+
+fn shared_tables() -> Option<Arc<SharedTables>> {
+    crate::runtime::context::core()?
+        .shared
+        .extension::<SharedTables>()
 }
 
 /// Sends `msg` to the process registered as `name` and returns its pid
@@ -461,10 +471,8 @@ pub async fn whereis_name(name: &Term) -> Option<Pid> {
 ///
 /// # Errors
 /// [`Error::UnknownName`] if nobody has the name (OTP exits with `badarg`).
-pub async fn send(name: &Term, msg: Term) -> Result<Pid, Error> {
-    let pid = whereis_name(name)
-        .await
-        .ok_or_else(|| Error::UnknownName(name.to_string().into()))?;
+pub fn send(name: &Term, msg: Term) -> Result<Pid, Error> {
+    let pid = whereis_name(name).ok_or_else(|| Error::UnknownName(name.to_string().into()))?;
     pid.send(msg);
     Ok(pid)
 }

@@ -851,10 +851,6 @@ impl Server {
 
     fn handle_internal(&mut self, m: ToServer) {
         match m {
-            ToServer::Whereis { name, reply, id } => reply.send(ApiReply {
-                id,
-                value: ApiValue::Pid(self.whereis(&name)),
-            }),
             ToServer::Names { reply, id } => {
                 let names = self.tables.lock().names.keys().cloned().collect();
                 reply.send(ApiReply {

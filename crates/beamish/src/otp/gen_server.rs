@@ -360,6 +360,7 @@ enum Target {
     Local(Atom),
     Remote(Atom, Atom),
     Via(fn(&Term) -> Option<Pid>, Arc<Term>),
+    Global(Arc<Term>),
 }
 
 #[cfg(feature = "dist")]
@@ -380,6 +381,7 @@ impl<S> std::fmt::Debug for Server<S> {
             Target::Local(n) => write!(f, "Server({n})"),
             Target::Remote(n, node) => write!(f, "Server({{{n},{node}}})"),
             Target::Via(_, name) => write!(f, "Server(via {name})"),
+            Target::Global(name) => write!(f, "Server({{global,{name}}})"),
         }
     }
 }
@@ -417,9 +419,18 @@ impl<S: GenServer> Server<S> {
         }
     }
 
-    /// The server that `lookup` finds under `name` at each call, e.g.
-    /// `Server::via(beamish::global::whereis_name, name)` for a global
-    /// name (OTP's `{via, Module, Name}` and `{global, Name}`).
+    /// The server registered under the global name `name`
+    /// ([`crate::global`]; OTP's `{global, Name}`), looked up at each call.
+    pub fn global(name: Term) -> Server<S> {
+        Server {
+            target: Target::Global(Arc::new(name)),
+            _server: PhantomData,
+        }
+    }
+
+    /// The server that `lookup` finds under `name` at each call (OTP's
+    /// `{via, Module, Name}`), e.g. `Server::via(beamish::global::whereis_name,
+    /// name)`, which is [`Server::global`].
     pub fn via(lookup: fn(&Term) -> Option<Pid>, name: Term) -> Server<S> {
         Server {
             target: Target::Via(lookup, Arc::new(name)),
@@ -441,6 +452,9 @@ impl<S: GenServer> Server<S> {
             }
             Target::Remote(..) => Ok(None),
             Target::Via(lookup, name) => lookup(name)
+                .map(Some)
+                .ok_or_else(|| Error::UnknownName(name.to_string().into())),
+            Target::Global(name) => crate::global::whereis_name(name)
                 .map(Some)
                 .ok_or_else(|| Error::UnknownName(name.to_string().into())),
         }

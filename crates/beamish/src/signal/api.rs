@@ -168,9 +168,32 @@ pub fn monitor(pid: Pid) -> Ref {
     mref
 }
 
-/// Drops a monitor. Returns `true` if it was active. A `Down` message that
-/// already arrived stays in the mailbox; see [`demonitor_flush`].
+/// Drops a monitor. Returns `true`, as Erlang's `demonitor/1` does, whether
+/// or not the monitor was still active; [`demonitor_info`] tells which. A
+/// `Down` message that already arrived stays in the mailbox; see
+/// [`demonitor_flush`].
 pub fn demonitor(monitor: Ref) -> bool {
+    demonitor_info(monitor);
+    true
+}
+
+/// Drops a monitor and tells whether it was active, like
+/// `erlang:demonitor(Ref, [info])`: `false` if it had fired already (its
+/// `Down` is in the mailbox, or was taken) or names no monitor of the
+/// caller.
+///
+/// ```
+/// # let rt = beamish::Runtime::new().unwrap();
+/// # rt.block_on(async {
+/// let pid = beamish::spawn(async { beamish::receive::<()>().await });
+/// let m = beamish::monitor(pid);
+/// assert!(beamish::demonitor_info(m));
+/// assert!(!beamish::demonitor_info(m), "already taken down");
+/// assert!(beamish::demonitor(m), "demonitor/1 is always true");
+/// # pid.exit(beamish::Reason::Kill);
+/// # }).unwrap();
+/// ```
+pub fn demonitor_info(monitor: Ref) -> bool {
     let Some((_, local)) = try_current() else {
         return false;
     };
@@ -185,20 +208,26 @@ pub fn demonitor(monitor: Ref) -> bool {
 }
 
 /// Drops a monitor and removes its `Down` message if one arrived, like
-/// `erlang:demonitor(Ref, [flush])`. Returns `true` if the monitor was
-/// active or its `Down` was removed (Erlang returns `true`), `false` for a
-/// reference that names no monitor of the caller.
+/// `erlang:demonitor(Ref, [flush])`; returns `true`, as Erlang does.
 pub fn demonitor_flush(monitor: Ref) -> bool {
+    demonitor_flush_info(monitor);
+    true
+}
+
+/// [`demonitor_flush`] that tells whether the monitor was active, like
+/// `erlang:demonitor(Ref, [flush, info])`: `false` if its `Down` had
+/// arrived (and is now removed) or it names no monitor of the caller.
+pub fn demonitor_flush_info(monitor: Ref) -> bool {
     let Some((h, _)) = try_current() else {
         return false;
     };
-    let was = demonitor(monitor);
+    let was = demonitor_info(monitor);
     crate::mailbox::drain(h);
-    let flushed = crate::mailbox::remove_first(h, |node| {
+    let _ = crate::mailbox::remove_first(h, |node| {
         node.downcast_ref::<Down>()
             .is_some_and(|d| d.monitor == monitor)
     });
-    was || flushed.is_some()
+    was
 }
 
 /// Removes the monitor `monitor` that another process holds on the
