@@ -2,6 +2,7 @@
 //! distributed node.
 
 mod bench;
+mod bench_services;
 mod node;
 
 use std::process::ExitCode;

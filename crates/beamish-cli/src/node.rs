@@ -32,6 +32,10 @@ pub struct NodeOpts {
     /// open takes the node down with it however the parent ends.
     #[arg(long)]
     exit_on_eof: bool,
+    /// Also serve the `gen_call` and `erpc` workloads of `beamish bench`:
+    /// the `bench_kv` GenServer and the Rust function `beamish_bench:echo/1`.
+    #[arg(long)]
+    bench_services: bool,
 }
 
 /// Runs the node until the process is killed.
@@ -60,7 +64,14 @@ pub fn main(opts: NodeOpts) -> ExitCode {
         if let Some(port) = opts.epmd_port {
             config = config.epmd_port(port);
         }
-        echo::serve(config).await
+        let bench = opts.bench_services;
+        echo::serve(config, async move {
+            match bench {
+                true => crate::bench_services::start().await,
+                false => Ok(()),
+            }
+        })
+        .await
     });
     match result {
         Ok(Ok(())) => ExitCode::SUCCESS,

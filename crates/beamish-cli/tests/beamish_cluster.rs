@@ -145,6 +145,16 @@ async fn start_services() -> Pid {
         .await
         .expect("the global name");
     pg::join(group(), ledger).await.expect("pg join");
+    // A Rust function for erpc: `ledger_rpc:echo(X) -> X`, and one that
+    // panics.
+    beamish::rpc::register("ledger_rpc", "echo", |args: Vec<Term>| async move {
+        Ok(Term::List(args))
+    })
+    .expect("rpc register");
+    beamish::rpc::register("ledger_rpc", "fail", |_| async {
+        panic!("ledger_rpc failed")
+    })
+    .expect("rpc register");
     ledger
 }
 
@@ -299,6 +309,26 @@ fn calls_by_every_kind_of_reference_with_typed_values() {
         })
         .await;
 
+        // erpc into a Rust function of another beamish node.
+        assert_eq!(
+            beamish::rpc::call(n1, "ledger_rpc", "echo", vec![Term::Int(7)]).await,
+            Ok(Term::List(vec![Term::Int(7)]))
+        );
+        match beamish::rpc::call(n2, "ledger_rpc", "fail", vec![]).await {
+            Err(beamish::rpc::RpcError::Exception { reason, .. }) => assert_eq!(
+                reason,
+                tuple([
+                    atom("panic"),
+                    Term::Binary(b"ledger_rpc failed".to_vec().into())
+                ])
+            ),
+            other => panic!("a panicking rpc function gave {other:?}"),
+        }
+        assert!(matches!(
+            beamish::rpc::call(n1, "ledger_rpc", "nothing", vec![]).await,
+            Err(beamish::rpc::RpcError::Exception { .. })
+        ));
+
         // pg: the three ledgers are the group's members, everywhere.
         let all = sorted(vec![ours, p1, p2]);
         eventually("the three ledgers in pg", || {
@@ -317,6 +347,12 @@ fn remote_calls_fail_with_the_otp_errors() {
     let c = start_child("ledger_errors");
     let n = c.node;
     run_with(&[&c], async move {
+        start_services().await;
+        // An erpc call is the first thing that connects to the node.
+        assert_eq!(
+            beamish::rpc::call(n, "ledger_rpc", "echo", vec![Term::Int(1)]).await,
+            Ok(Term::List(vec![Term::Int(1)]))
+        );
         let nobody = Server::<Ledger>::remote(a("nobody"), n);
         assert!(
             matches!(
@@ -466,7 +502,11 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let scenarios: [(&str, fn()); 3] = [
+    let scenarios: [(&str, fn()); 4] = [
+        (
+            "erpc_calls_in_a_row_all_answer",
+            erpc_calls_in_a_row_all_answer,
+        ),
         (
             "calls_by_every_kind_of_reference_with_typed_values",
             calls_by_every_kind_of_reference_with_typed_values,
@@ -501,4 +541,29 @@ fn main() {
         println!("\ntest result: FAILED. failures: {failed:?}");
         std::process::exit(101);
     }
+}
+
+/// erpc calls in a row into a Rust function of `beamish node` (one
+/// scheduler thread there, so that the result often comes right behind the
+/// spawn reply): every one answers. (The `Down` that carries the result
+/// once came in the same mailbox batch as the spawn reply, before the
+/// caller knew the monitor, and was dropped.)
+fn erpc_calls_in_a_row_all_answer() {
+    let w = common::world("cluster_test");
+    let name = node_name(&unique_name("erpc_row"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_beamish"));
+    cmd.args(["node", "--name", &name, "--cookie", COOKIE])
+        .args(["--bench-services", "--threads", "1"])
+        .args(["--epmd-port", &w.epmd_port.to_string()]);
+    let c = Child::start(&name, cmd);
+    let n = c.node;
+    run_with(&[&c], async move {
+        for x in 0..300 {
+            let r =
+                beamish::rpc::call_timeout(n, "beamish_bench", "echo", vec![Term::Int(x)], WAIT)
+                    .await;
+            assert_eq!(r, Ok(Term::Int(x)), "call {x}");
+        }
+    });
+    drop(c);
 }

@@ -52,7 +52,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const EPMD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The cookie of both nodes of a beamish↔beamish run.
-const COOKIE: &str = "benchdist";
+pub(super) const COOKIE: &str = "benchdist";
 
 /// The escript that drives the erl-peered runs.
 const THROUGHPUT: &str = "throughput.escript";
@@ -99,7 +99,7 @@ impl Size {
 }
 
 /// Scheduler threads for a `threads` key: 0 means one per core.
-fn threads(key: u64) -> usize {
+pub(super) fn threads(key: u64) -> usize {
     match key {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => usize::try_from(n).unwrap_or(usize::MAX),
@@ -133,7 +133,7 @@ fn beamish_pair(size: Size) -> Result<Report, String> {
     let nut_name = format!("bench_echo_{tag}@127.0.0.1");
     // The node under test starts first: it finds no EPMD on `port` and
     // starts its embedded one, which this node then registers with.
-    let nut = NodeProcess::start(&exe, &nut_name, port, size.nut_threads)?;
+    let nut = NodeProcess::start(&exe, &nut_name, port, size.nut_threads, &[])?;
     let rt = BeamishRuntime::builder()
         .worker_threads(size.threads)
         .build()
@@ -233,18 +233,25 @@ fn rounds_report(results: &[(u64, u64)]) -> Report {
 /// A `beamish node` child with the `echo` service. It exits when its stdin
 /// closes, so it dies with this process however this process ends; dropping
 /// this kills it at once.
-struct NodeProcess {
+pub(super) struct NodeProcess {
     child: Child,
     /// Held open: the node exits when it closes.
     _stdin: ChildStdin,
 }
 
 impl NodeProcess {
-    /// Starts `exe node` as `name` with `threads` schedulers and EPMD on
-    /// `epmd_port`, and waits for its `ready`.
-    fn start(exe: &Path, name: &str, epmd_port: u16, threads: usize) -> Result<Self, String> {
+    /// Starts `exe node` as `name` with `threads` schedulers, EPMD on
+    /// `epmd_port` and the options `extra`, and waits for its `ready`.
+    pub(super) fn start(
+        exe: &Path,
+        name: &str,
+        epmd_port: u16,
+        threads: usize,
+        extra: &[&str],
+    ) -> Result<Self, String> {
         let mut child = Command::new(exe)
             .args(["node", "--name", name, "--cookie", COOKIE, "--exit-on-eof"])
+            .args(extra)
             .arg("--epmd-port")
             .arg(epmd_port.to_string())
             .arg("--threads")
@@ -300,7 +307,7 @@ impl Drop for NodeProcess {
 }
 
 /// A port nobody listens on right now (the OS picks it).
-fn free_port() -> Result<u16, String> {
+pub(super) fn free_port() -> Result<u16, String> {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -347,30 +354,20 @@ fn escript_pair(node: EchoNode, size: Size) -> Result<Report, String> {
             format!("{} node --threads {}", shell_word(&exe)?, size.nut_threads)
         }
     };
-    let port = free_port()?;
-    let epmd = Epmd::start(port)?;
-    let out = Command::new("escript")
-        .arg(dir.join(THROUGHPUT))
-        .arg(&nut_cmd)
-        .arg(size.n.to_string())
-        .arg(size.window.to_string())
-        .arg(size.rounds.to_string())
-        .env("ERL_EPMD_PORT", port.to_string())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run escript: {e}"))?;
-    drop(epmd);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let args = [
+        nut_cmd,
+        size.n.to_string(),
+        size.window.to_string(),
+        size.rounds.to_string(),
+    ];
+    let stdout = run_escript(THROUGHPUT, &args)?;
     let results = parse_escript(&stdout);
-    if !out.status.success() || results.len() as u64 != size.rounds {
-        let last = stdout
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no output");
-        return Err(format!("{THROUGHPUT} failed ({}): {last}", out.status));
+    if results.len() as u64 != size.rounds {
+        return Err(format!(
+            "{THROUGHPUT} printed {} rounds of {}",
+            results.len(),
+            size.rounds
+        ));
     }
     let mut report = rounds_report(&results);
     size.push_to(&mut report);
@@ -378,6 +375,34 @@ fn escript_pair(node: EchoNode, size: Size) -> Result<Report, String> {
         report.push("nut_threads", size.nut_threads);
     }
     Ok(report)
+}
+
+/// `escript scripts/interop/<script> args...` against a private `epmd`:
+/// its stdout, or why it failed (with its last line of output).
+pub(super) fn run_escript(script: &str, args: &[String]) -> Result<String, String> {
+    let path = interop_file(script)?;
+    let port = free_port()?;
+    let epmd = Epmd::start(port)?;
+    let out = Command::new("escript")
+        .arg(path)
+        .args(args)
+        .env("ERL_EPMD_PORT", port.to_string())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run escript: {e}"))?;
+    drop(epmd);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        let last = stdout
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no output");
+        return Err(format!("{script} failed ({}): {last}", out.status));
+    }
+    Ok(stdout)
 }
 
 /// The rounds of `throughput.escript`'s output: its
@@ -401,7 +426,7 @@ fn parse_escript(stdout: &str) -> Vec<(u64, u64)> {
 /// `path` as one word of the `sh -c '...'` command line the escript builds:
 /// in double quotes, so it must not hold characters that would end or
 /// expand them (nor a single quote, which would end the escript's quoting).
-fn shell_word(path: &Path) -> Result<String, String> {
+pub(super) fn shell_word(path: &Path) -> Result<String, String> {
     let s = path
         .to_str()
         .ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
@@ -436,6 +461,16 @@ fn is_executable(p: &Path) -> bool {
     }
 }
 
+/// The file `name` of the repository's `scripts/interop`.
+pub(super) fn interop_file(name: &str) -> Result<PathBuf, String> {
+    let dir = interop_dir().ok_or("scripts/interop not found")?;
+    let path = dir.join(name);
+    match path.is_file() {
+        true => Ok(path),
+        false => Err(format!("{} not found", path.display())),
+    }
+}
+
 /// The repository's `scripts/interop`: beside this executable (in an
 /// ancestor directory, as for `target/release/beamish`), else in the source
 /// tree this executable was built from.
@@ -458,12 +493,12 @@ fn interop_dir() -> Option<PathBuf> {
 /// A private `epmd` on `127.0.0.1:<port>`, under a shell that kills it when
 /// its stdin closes: when this is dropped, and also when this process dies
 /// without dropping it (a `bench` timeout kills it outright).
-struct Epmd {
+pub(super) struct Epmd {
     sh: Child,
 }
 
 impl Epmd {
-    fn start(port: u16) -> Result<Epmd, String> {
+    pub(super) fn start(port: u16) -> Result<Epmd, String> {
         let mut sh = Command::new("sh")
             .arg("-c")
             .arg(r#"epmd -port "$1" -address 127.0.0.1 & e=$!; cat >/dev/null; kill "$e" 2>/dev/null; wait"#)

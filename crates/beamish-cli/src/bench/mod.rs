@@ -20,6 +20,7 @@
 mod beamish_runtime;
 mod dist;
 pub mod measure;
+mod otp;
 mod tokio_baseline;
 
 use std::collections::BTreeMap;
@@ -182,6 +183,31 @@ pub const WORKLOADS: &[Workload] = &[
         check: None,
         peers: true,
     },
+    Workload {
+        name: "gen_call",
+        about: "gen_server calls into another node (typed from beamish), callers at once, best of rounds",
+        keys: OTP_CALL_KEYS,
+        on_tokio: false,
+        check: None,
+        peers: true,
+    },
+    Workload {
+        name: "erpc",
+        about: "erpc calls into a function of another node (Rust on beamish), callers at once",
+        keys: OTP_CALL_KEYS,
+        on_tokio: false,
+        check: None,
+        peers: true,
+    },
+];
+
+/// The sizes of `gen_call` and `erpc`.
+const OTP_CALL_KEYS: &[Key] = &[
+    key("n", 20_000, 1),
+    key("callers", 1, 1),
+    key("rounds", 3, 1),
+    key("threads", 1, 0),
+    key("nut_threads", 1, 0),
 ];
 
 /// The workload called `name`, if any.
@@ -485,7 +511,8 @@ impl Runtime {
 
     fn run(self, w: &Workload, args: &Args, peer: Option<Peer>) -> Result<Report, String> {
         match (self, peer) {
-            (rt, Some(peer)) => dist::run(rt, peer, args),
+            (rt, Some(peer)) if w.name == "dist" => dist::run(rt, peer, args),
+            (rt, Some(peer)) => otp::run(w.name, rt, peer, args),
             (Runtime::Beamish, None) => beamish_runtime::run(w.name, args),
             (Runtime::Tokio, None) => tokio_baseline::run(w.name, args),
             (Runtime::Erl, None) => Err(format!("{}: no erl implementation", w.name)),

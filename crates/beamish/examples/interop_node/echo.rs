@@ -20,11 +20,15 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// Starts the node, registers `echo`, prints `ready` on stdout (flushed),
-/// and runs until the OS process is killed.
-pub async fn serve(config: NodeConfig) -> Result<(), beamish::Error> {
+/// Starts the node, registers `echo`, runs `setup`, prints `ready` on
+/// stdout (flushed), and runs until the OS process is killed.
+pub async fn serve<F>(config: NodeConfig, setup: F) -> Result<(), beamish::Error>
+where
+    F: Future<Output = Result<(), beamish::Error>>,
+{
     let info = dist::start(config).await?;
     beamish::register("echo", beamish::spawn(echo()))?;
+    setup.await?;
     tracing::info!(node = %info.name, creation = info.creation, port = info.port, "ready");
     {
         let mut out = std::io::stdout().lock();

@@ -64,7 +64,10 @@ fn main() {
         }
     };
     let rt = beamish::Runtime::new().expect("runtime");
-    let result = rt.block_on(echo::serve(NodeConfig::new(args.name, args.cookie)));
+    let result = rt.block_on(echo::serve(
+        NodeConfig::new(args.name, args.cookie),
+        async { Ok(()) },
+    ));
     match result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {

@@ -551,6 +551,11 @@ fn send_request(
         });
     }
     let req = Ref::new();
+    // The monitor is ours from now on: the peer's `Down` for it can reach
+    // the mailbox in the same batch as its spawn reply, and a signal is
+    // handled before any message of its batch is read. Its target is known
+    // with the reply; until then a demonitor only signals ourselves.
+    crate::signal::api::adopt_monitor(req, from);
     st.push(
         node,
         Out::Spawn(Box::new(SpawnOut {
@@ -603,6 +608,7 @@ impl Request {
                 Ok(SpawnReply {
                     result: Err(why), ..
                 }) => {
+                    crate::signal::api::forget_monitor(req);
                     return Err(match why {
                         Term::Atom(Atom::NOCONNECTION) => RpcError::NoConnection,
                         why => RpcError::Refused(why),
@@ -655,6 +661,7 @@ impl Request {
                 crate::demonitor_flush(self.req);
             }
             None => {
+                crate::signal::api::forget_monitor(self.req);
                 if let Some(st) = state() {
                     st.push(self.node, Out::SpawnAbandon { req: self.req });
                 }

@@ -243,8 +243,6 @@ pub(crate) fn take_monitored_by(monitor: Ref) -> bool {
     })
 }
 
-/// Drops the calling process's side of a monitor whose other side is
-/// already gone (removed by [`take_monitored_by`]): no signal is sent.
 /// Records in the calling process a monitor that was set up on its behalf
 /// (the monitor of a spawn request, set up by the peer), so that
 /// [`demonitor`] takes it down and its `Down` is recognised.
@@ -255,6 +253,9 @@ pub(crate) fn adopt_monitor(monitor: Ref, target: Pid) {
     }
 }
 
+/// Drops the calling process's side of a monitor whose other side is
+/// already gone (removed by [`take_monitored_by`]) or was never set up: no
+/// signal is sent.
 pub(crate) fn forget_monitor(monitor: Ref) {
     if let Some((_, local)) = try_current()
         && let Some(e) = local.ext.as_mut()
