@@ -102,6 +102,53 @@ WaitP = fun W3(0) -> {{last, gen_server:call(Kv, {{pg_members, beamish_kv}}), pg
         true -> true; false -> timer:sleep(100), W3(K - 1) end end,
 Check("pg_members", WaitP(30)),
 Check("sys_get_state", case catch sys:get_state(Kv) of {{'EXIT', _}} = X -> X; _ -> true end),
+%% Bad input: none of it may crash kv (its pid stays) or the node.
+KvPid = gen_server:call(Kv, {{global_whereis, {{kv, Name}}}}),
+[Kv ! Bad || Bad <- [{{'$gen_call', not_a_from, {{get, c}}}}, {{'$gen_call', {{Self, make_ref(), x}}, {{get, c}}}},
+                     {{'$gen_call'}}, {{'$gen_call', {{Self}}, {{get, c}}}}, {{'$gen_cast'}}, {{'$gen_cast', a, b}},
+                     {{system, not_a_from, get_state}}, {{'$gen_call', {{not_a_pid, make_ref()}}, {{get, c}}}}]],
+Check("bad_from_survived", gen_server:call(Kv, {{get, nothing}}) =:= not_found
+      andalso gen_server:call(Kv, {{global_whereis, {{kv, Name}}}}) =:= KvPid),
+%% A reply tag that is not a reference: answered {{Tag, Reply}}, as gen:reply does.
+Kv ! {{'$gen_call', {{Self, my_tag}}, {{get, nothing}}}},
+Check("non_ref_tag", receive {{my_tag, R0}} -> R0 =:= not_found after 5000 -> no_reply end),
+%% Spawn requests with garbage: each gets a spawn reply and a 'DOWN', none a hang.
+SpawnDown = fun(SpM, SpF, SpA) ->
+    SpReq = erlang:spawn_request(N, SpM, SpF, SpA, [monitor]),
+    receive
+        {{spawn_reply, SpReq, ok, SpPid}} ->
+            receive {{'DOWN', SpReq, process, SpPid, SpWhy}} -> {{down, SpWhy}} after 5000 -> no_down end;
+        {{spawn_reply, SpReq, error, SpErr}} -> {{error, SpErr}}
+    after 5000 -> no_spawn_reply
+    end end,
+Check("spawn_unknown_fn", element(1, SpawnDown(no_such_module, f, [1])) =:= down),
+Check("spawn_bad_execute_call", element(1, SpawnDown(erpc, execute_call, [not_a_ref, m, f, not_a_list])) =:= down),
+Check("spawn_bad_execute_cast", element(1, SpawnDown(erpc, execute_cast, [1, 2, 3])) =:= down),
+Check("spawn_plain_fn", SpawnDown(beamish_demo, add, [1, 2]) =:= {{down, normal}}),
+Check("erpc_bad_args", try erpc:call(N, beamish_demo, add, [a, b]) catch error:{{exception, _, _}} -> true; C4:E4 -> {{C4, E4}} end),
+Check("still_serving", erpc:call(N, beamish_demo, add, [2, 2]) =:= 4
+      andalso gen_server:call(Kv, {{global_whereis, {{kv, Name}}}}) =:= KvPid),
+%% {{call, Dest, Req, Ms}}: kv calls an Erlang server with beamish's own call.
+Srv = spawn(fun SrvLoop() ->
+    receive
+        {{'$gen_call', From, {{exit, Why2}}}} -> exit(Why2), From;
+        {{'$gen_call', _From, silent}} -> SrvLoop();
+        {{'$gen_call', From, Req2}} -> gen:reply(From, {{echoed, Req2}}), SrvLoop()
+    end end),
+true = register(erl_srv, Srv),
+yes = global:register_name(erl_srv_g, Srv),
+Me = node(),
+Check("call_erl_by_name", gen_server:call(Kv, {{call, {{erl_srv, Me}}, hi, 5000}}) =:= {{ok, {{echoed, hi}}}}),
+Check("call_erl_by_pid", gen_server:call(Kv, {{call, Srv, hi2, 5000}}) =:= {{ok, {{echoed, hi2}}}}),
+WaitG2 = fun WG(0) -> false; WG(K) -> case gen_server:call(Kv, {{global_whereis, erl_srv_g}}) of
+    Srv -> true; _ -> timer:sleep(100), WG(K - 1) end end,
+true = WaitG2(30),
+Check("call_erl_by_global", gen_server:call(Kv, {{call, {{global, erl_srv_g}}, hi3, 5000}}) =:= {{ok, {{echoed, hi3}}}}),
+Check("call_timeout_error", gen_server:call(Kv, {{call, Srv, silent, 200}}) =:= {{error, timeout}}),
+Check("call_noproc_name", gen_server:call(Kv, {{call, {{nobody_here, Me}}, x, 1000}}) =:= {{error, noproc}}),
+Check("call_noproc_global", gen_server:call(Kv, {{call, {{global, nobody_here}}, x, 1000}}) =:= {{error, noproc}}),
+Check("call_exit", gen_server:call(Kv, {{call, Srv, {{exit, boom}}, 5000}}) =:= {{error, {{exit, boom}}}}),
+Check("call_noproc_dead_pid", gen_server:call(Kv, {{call, Srv, x, 1000}}) =:= {{error, noproc}}),
 io:format("PASS all~n"),
 halt(0).
 "#
