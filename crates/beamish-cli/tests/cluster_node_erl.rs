@@ -101,6 +101,13 @@ WaitP = fun W3(0) -> {{last, gen_server:call(Kv, {{pg_members, beamish_kv}}), pg
     case lists:member(Member, Ms) andalso length(Ms) >= 2 of
         true -> true; false -> timer:sleep(100), W3(K - 1) end end,
 Check("pg_members", WaitP(30)),
+%% Sorted by Erlang's term order: pids of two nodes, numbers far apart.
+More = [spawn(fun() -> receive stop -> ok end end) || _ <- lists:seq(1, 6)],
+ok = pg:join(beamish_kv, More),
+WaitP2 = fun W4(0) -> false; W4(K) -> Ms2 = gen_server:call(Kv, {{pg_members, beamish_kv}}),
+    case length(Ms2) >= 8 of true -> Ms2; false -> timer:sleep(100), W4(K - 1) end end,
+Sorted = WaitP2(30),
+Check("pg_members_sorted", Sorted =:= lists:sort(Sorted) andalso Sorted =/= false),
 Check("sys_get_state", case catch sys:get_state(Kv) of {{'EXIT', _}} = X -> X; _ -> true end),
 %% Bad input: none of it may crash kv (its pid stays) or the node.
 KvPid = gen_server:call(Kv, {{global_whereis, {{kv, Name}}}}),

@@ -314,6 +314,20 @@ pub(crate) fn lookup_pid(w: WirePid) -> Option<Pid> {
     interned().lookup(&w)
 }
 
+/// Erlang's order of pids (the emulator's `erts_cmp`): by number (serial,
+/// then id), then node name, then creation. Total and consistent with
+/// `==`: distinct pids have distinct wire forms.
+pub(crate) fn cmp_pids(x: Pid, y: Pid) -> std::cmp::Ordering {
+    if x == y {
+        return std::cmp::Ordering::Equal;
+    }
+    let (wx, wy) = (pid_to_wire(x), pid_to_wire(y));
+    (wx.serial, wx.id)
+        .cmp(&(wy.serial, wy.id))
+        .then_with(|| wx.node.as_str().cmp(wy.node.as_str()))
+        .then_with(|| wx.creation.cmp(&wy.creation))
+}
+
 /// How `pid` goes on the wire.
 pub(crate) fn pid_to_wire(pid: Pid) -> WirePid {
     let bits = pid.to_bits();

@@ -162,7 +162,7 @@ impl Locker {
         // `lists:sort([Self, Pid])` on both sides: the same id only if we
         // order pids as the emulator does.
         let mut pids = [self.me, his_locker];
-        pids.sort_by(|x, y| erlang_pid_cmp(*x, *y));
+        pids.sort_by(|x, y| crate::dist::remote::cmp_pids(*x, *y));
         LockId {
             resource: a("global"),
             requester: Term::List(pids.iter().map(|p| Term::Pid(*p)).collect()),
@@ -351,19 +351,6 @@ impl Locker {
     async fn delete_global_lock(&self, id: &LockId, nodes: &[Atom]) {
         delete_global_lock(id, nodes).await;
     }
-}
-
-/// The emulator's order of pids: by serial and number (one packed word),
-/// then node name, then creation.
-pub(crate) fn erlang_pid_cmp(x: Pid, y: Pid) -> std::cmp::Ordering {
-    let (wx, wy) = (
-        crate::dist::remote::pid_to_wire(x),
-        crate::dist::remote::pid_to_wire(y),
-    );
-    (wx.serial, wx.id)
-        .cmp(&(wy.serial, wy.id))
-        .then_with(|| wx.node.as_str().cmp(wy.node.as_str()))
-        .then_with(|| wx.creation.cmp(&wy.creation))
 }
 
 fn send_all(msgs: Vec<(Atom, Term)>) {

@@ -466,8 +466,7 @@ impl<'a> Orders<'a> {
 /// Erlang's term order, made total: numbers by value (an integer before an
 /// equal float), atoms by name, then by type, containers element by
 /// element, maps by size, then keys in term order, then values in key
-/// order. Pids order by this crate's bits (stable within an OS process),
-/// not by Erlang's node-then-number rule.
+/// order. Pids order as the emulator orders them: by number, then node.
 pub(super) fn compare(a: &Term, b: &Term) -> Ordering {
     compare_in(a, b, &mut Orders::default())
 }
@@ -492,7 +491,7 @@ fn compare_in<'a>(a: &'a Term, b: &'a Term, orders: &mut Orders<'a>) -> Ordering
             (Shape::Atom(a), Shape::Atom(b)) => cmp_atoms(*a, *b),
             (Shape::Ref(a), Shape::Ref(b)) => cmp_refs(a, b),
             (Shape::Port(a), Shape::Port(b)) => cmp_ports(a, b),
-            (Shape::Pid(a), Shape::Pid(b)) => a.cmp(b),
+            (Shape::Pid(a), Shape::Pid(b)) => crate::dist::remote::cmp_pids(*a, *b),
             (Shape::Nil, Shape::Nil) => Ordering::Equal,
             (Shape::Bits(a, ab), Shape::Bits(b, bb)) => cmp_bits(a, *ab, b, *bb),
             (Shape::Cons(h1, r1), Shape::Cons(h2, r2)) => {
@@ -759,8 +758,9 @@ impl Ord for Term {
     /// Erlang's term order, `number < atom < reference < fun < port < pid <
     /// tuple < map < nil < list < bitstring`, made total and consistent
     /// with `==`: an integer comes before an equal float (as map keys
-    /// order them). Pids of different nodes, references and funs follow
-    /// a fixed order of this crate.
+    /// order them). Pids order as in Erlang (number, then node);
+    /// references and funs of different nodes follow a fixed order of
+    /// this crate.
     fn cmp(&self, other: &Term) -> Ordering {
         compare(self, other)
     }
