@@ -15,6 +15,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 ebin=$(mktemp -d)
 trap 'rm -rf "$ebin"' EXIT
 erlc -o "$ebin" "$here/beamish_bench.erl"
-erl -name "$name" -setcookie "$cookie" -noinput -kernel connect_all false -pa "$ebin" -eval '
+erl -name "$name" -setcookie "$cookie" -noinput -pa "$ebin" -eval '
     ok = beamish_bench:start(),
     io:format("ready~n").'

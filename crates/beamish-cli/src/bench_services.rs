@@ -5,7 +5,10 @@
 //! - `bench_kv`, a GenServer whose requests and replies are serde types:
 //!   `{echo, I}` → `{ok, I}` for `gen_server:call` from erl, the same
 //!   [`BenchCall`] and [`BenchReply`] values for a beamish caller;
-//! - `beamish_bench:echo(X)` → `X`, a Rust function for `erpc:call`.
+//! - `beamish_bench:echo(X)` → `X`, a Rust function for `erpc:call`;
+//! - for `cluster`: `global` and the default `pg` scope running, the global
+//!   name `{bench_node, Node}`, and `pg:get_members(Group)` answered to
+//!   erpc (a Rust function under Erlang's name, reading beamish's pg).
 
 use beamish::dist::{Atom, Term};
 use beamish::otp::{self, Codec, GenServer, Reply, ReplyTo, StartOptions};
@@ -55,14 +58,35 @@ impl GenServer for BenchKv {
     }
 }
 
-/// Starts `bench_kv` and registers `beamish_bench:echo/1` (the node must be
-/// started).
+/// The one argument of a call, or `badarg`.
+fn one_arg(args: Vec<Term>) -> Result<Term, Exception> {
+    match <[Term; 1]>::try_from(args) {
+        Ok([x]) => Ok(x),
+        Err(_) => Err(Exception::Error(Term::Atom(Atom::BADARG))),
+    }
+}
+
+/// Starts `bench_kv`, `global` and `pg`, and registers the functions (the
+/// node must be started).
 pub async fn start() -> Result<(), beamish::Error> {
-    otp::start_with(BenchKv, StartOptions::new().name(BENCH_KV)).await?;
+    let kv = otp::start_with(BenchKv, StartOptions::new().name(BENCH_KV)).await?;
     rpc::register(ECHO_MFA.0, ECHO_MFA.1, |args: Vec<Term>| async move {
-        match <[Term; 1]>::try_from(args) {
-            Ok([x]) => Ok(x),
-            Err(_) => Err(Exception::Error(Term::Atom(Atom::BADARG))),
-        }
-    })
+        one_arg(args)
+    })?;
+    rpc::register("pg", "get_members", |args: Vec<Term>| async move {
+        let group = one_arg(args)?;
+        Ok(Term::List(
+            beamish::pg::get_members(&group)
+                .into_iter()
+                .map(Term::Pid)
+                .collect(),
+        ))
+    })?;
+    beamish::global::start().await?;
+    beamish::pg::start()?;
+    let me = Term::Tuple(vec![
+        Term::Atom(Atom::new("bench_node").map_err(|e| beamish::Error::Config(e.to_string()))?),
+        Term::Atom(beamish::dist::this_node()),
+    ]);
+    beamish::global::register_name(me, kv.pid()).await
 }

@@ -199,6 +199,19 @@ pub const WORKLOADS: &[Workload] = &[
         check: None,
         peers: true,
     },
+    Workload {
+        name: "cluster",
+        about: "3 nodes with global and pg: register_name latency, pg:join until seen remotely",
+        keys: &[
+            key("n", 200, 1),
+            key("rounds", 3, 1),
+            key("threads", 1, 0),
+            key("nut_threads", 1, 0),
+        ],
+        on_tokio: false,
+        check: None,
+        peers: true,
+    },
 ];
 
 /// The sizes of `gen_call` and `erpc`.
