@@ -253,7 +253,10 @@ fn list_runs_nothing() {
             "restart",
             "call",
             "link_cascade",
-            "dist"
+            "dist",
+            "gen_call",
+            "erpc",
+            "cluster"
         ]
     );
 }
@@ -319,5 +322,52 @@ fn dist_at_a_tiny_size() {
         let got = num(r, "roundtrips_per_s");
         assert!((got - expected).abs() < 0.01 + expected * 0.01, "{r:?}");
         assert_eq!(r.keys.len(), 2, "only peer and roundtrips_per_s: {r:?}");
+    }
+}
+
+/// `gen_call`, `erpc` and `cluster` at tiny sizes: every pair gives a
+/// figure (or, without Erlang/OTP, a skip for the erl-peered ones), never
+/// an error; no timing asserted.
+#[test]
+fn otp_workloads_at_tiny_sizes() {
+    let out = beamish(&[
+        "bench",
+        "gen_call",
+        "erpc",
+        "cluster",
+        "n=200",
+        "rounds=1",
+        "callers=10",
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines = lines(&out);
+    for (bench, key) in [
+        ("gen_call", "calls_per_s"),
+        ("erpc", "calls_per_s"),
+        ("cluster", "register_us"),
+    ] {
+        for (runtime, peer) in [("beamish", "beamish"), ("erl", "erl"), ("beamish", "erl")] {
+            let l = lines
+                .iter()
+                .find(|l| {
+                    l.bench == bench
+                        && l.runtime == runtime
+                        && l.keys.get("peer").map(String::as_str) == Some(peer)
+                })
+                .unwrap_or_else(|| panic!("no {bench} {runtime}/{peer} line: {lines:?}"));
+            assert!(!l.keys.contains_key("error"), "{l:?}");
+            if l.keys.contains_key("skipped") {
+                assert_ne!((runtime, peer), ("beamish", "beamish"), "{l:?}");
+                continue;
+            }
+            assert!(num(l, key) > 0.0, "{l:?}");
+            if bench == "cluster" {
+                assert!(num(l, "pg_join_us") > 0.0, "{l:?}");
+            } else {
+                assert_eq!((num(l, "n"), num(l, "callers")), (200.0, 10.0), "{l:?}");
+            }
+        }
     }
 }
