@@ -108,7 +108,8 @@ WaitP2 = fun W4(0) -> false; W4(K) -> Ms2 = gen_server:call(Kv, {{pg_members, be
     case length(Ms2) >= 8 of true -> Ms2; false -> timer:sleep(100), W4(K - 1) end end,
 Sorted = WaitP2(30),
 Check("pg_members_sorted", Sorted =:= lists:sort(Sorted) andalso Sorted =/= false),
-Check("sys_get_state", case catch sys:get_state(Kv) of {{'EXIT', _}} = X -> X; _ -> true end),
+Check("sys_get_state", case catch sys:get_state(Kv) of L when is_list(L) -> true; X -> X end),
+Check("sys_get_status", case catch sys:get_status(Kv) of {{status, _, _, _}} -> true; X2 -> X2 end),
 %% Bad input: none of it may crash kv (its pid stays) or the node.
 KvPid = gen_server:call(Kv, {{global_whereis, {{kv, Name}}}}),
 [Kv ! Bad || Bad <- [{{'$gen_call', not_a_from, {{get, c}}}}, {{'$gen_call', {{Self, make_ref(), x}}, {{get, c}}}},

@@ -1,14 +1,20 @@
-//! `kv`: a key-value server that Erlang calls with `gen_server`, under a
-//! one_for_one supervisor that restarts it. Each (re)start takes its names
-//! again: local `kv`, global `{kv, NAME}`, and pg group `beamish_kv`.
+//! `kv`: a key-value GenServer that Erlang calls with `gen_server`, under a
+//! one_for_one supervisor that restarts it. Its requests, replies and casts
+//! are terms (keys and values are any terms), so `GenServer::codec` is
+//! `Codec::wire()` over `Term`: the server answers `gen_server:call/cast`
+//! and `sys:get_state/get_status`. Each (re)start takes its names again in
+//! `init`: local `kv`, global `{kv, NAME}`, and pg group `beamish_kv`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use beamish::dist::gen_protocol::{self, Dest, Incoming};
+use beamish::dist::gen_protocol::{self, Dest};
 use beamish::dist::{Atom, Term};
-use beamish::otp::{ChildSpec, Strategy, Supervisor, SupervisorFlags};
+use beamish::otp::{
+    self, ChildSpec, Codec, GenServer, Init, Reply, ReplyTo, StartOptions, Strategy, Supervisor,
+    SupervisorFlags,
+};
 use beamish::{Error, Reason};
 
 fn atom(name: &str) -> Term {
@@ -24,13 +30,13 @@ fn tuple(items: Vec<Term>) -> Term {
 pub async fn start(node_name: &str) -> Result<(), Error> {
     let global_name = tuple(vec![atom("kv"), atom(node_name)]);
     let spec = ChildSpec::worker("kv", move || {
-        let global_name = global_name.clone();
+        let kv = Kv {
+            store: BTreeMap::new(),
+            global_name: global_name.clone(),
+        };
         async move {
-            let pid = beamish::spawn_link(serve());
-            beamish::register("kv", pid)?;
-            beamish::global::re_register_name(global_name, pid).await?;
-            beamish::pg::join(atom("beamish_kv"), pid).await?;
-            Ok(pid)
+            let server = otp::start_with(kv, StartOptions::new().link().name("kv")).await?;
+            Ok(server.pid())
         }
     });
     let flags = SupervisorFlags::new(Strategy::OneForOne)
@@ -40,48 +46,59 @@ pub async fn start(node_name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// The server loop: one message at a time.
-async fn serve() {
-    let mut store: BTreeMap<Term, Term> = BTreeMap::new();
-    loop {
-        let msg: Term = beamish::receive::<Term>().await;
-        match gen_protocol::classify(&msg) {
-            Incoming::Call { from, request } => {
-                let request = request.clone();
-                match call(&mut store, request).await {
-                    Ok(reply) => gen_protocol::reply(&from, reply),
-                    Err(reason) => beamish::exit::<()>(reason).await,
-                }
-            }
-            Incoming::Cast(request) => {
-                if let Some([Term::Atom(op), k, v]) = request.as_tuple()
-                    && op.as_str() == "put"
-                {
-                    store.insert(k.clone(), v.clone());
-                }
-            }
-            Incoming::System { from, request } => {
-                let reply = match request {
-                    Term::Atom(a) if a.as_str() == "get_state" => {
-                        tuple(vec![atom("ok"), state_term(&store)])
-                    }
-                    _ => tuple(vec![atom("error"), atom("unsupported")]),
-                };
-                gen_protocol::reply(&from, reply);
-            }
-            Incoming::Malformed | Incoming::Other => {}
-        }
-    }
+/// The server's state.
+struct Kv {
+    store: BTreeMap<Term, Term>,
+    global_name: Term,
 }
 
-/// The state as a term: `#{Key => Value}` as a list of `{Key, Value}`.
-fn state_term(store: &BTreeMap<Term, Term>) -> Term {
-    Term::List(
-        store
-            .iter()
-            .map(|(k, v)| tuple(vec![k.clone(), v.clone()]))
-            .collect(),
-    )
+impl GenServer for Kv {
+    type Call = Term;
+    type Reply = Term;
+    type Cast = Term;
+
+    /// Takes the global name and joins the pg group (the local name comes
+    /// with the start).
+    async fn init(&mut self) -> Init {
+        let me = beamish::self_pid();
+        if let Err(e) = beamish::global::re_register_name(self.global_name.clone(), me).await {
+            return Init::Stop(Reason::other(format!("global name: {e}")));
+        }
+        if let Err(e) = beamish::pg::join(atom("beamish_kv"), me).await {
+            return Init::Stop(Reason::other(format!("pg join: {e}")));
+        }
+        Init::Ok
+    }
+
+    async fn handle_call(&mut self, request: Term, _from: ReplyTo<Term>) -> Reply<Term> {
+        match call(&mut self.store, request).await {
+            Ok(reply) => Reply::reply(reply),
+            Err(reason) => Reply::stop(reason, None),
+        }
+    }
+
+    async fn handle_cast(&mut self, request: Term) -> otp::Flow {
+        if let Some([Term::Atom(op), k, v]) = request.as_tuple()
+            && op.as_str() == "put"
+        {
+            self.store.insert(k.clone(), v.clone());
+        }
+        otp::Flow::Ok
+    }
+
+    fn codec() -> Option<Codec<Kv>> {
+        Some(Codec::wire())
+    }
+
+    /// `sys:get_state/1`: the store as a list of `{Key, Value}`.
+    fn state_term(&self) -> Term {
+        Term::List(
+            self.store
+                .iter()
+                .map(|(k, v)| tuple(vec![k.clone(), v.clone()]))
+                .collect(),
+        )
+    }
 }
 
 /// One call: the reply, or the reason to exit with.
