@@ -171,3 +171,44 @@ halt(0).
     drop(erl);
     node.kill();
 }
+
+/// `--peers`: cluster_node connects to an erl node on its own, and again
+/// (with back-off) after erl disconnects it.
+#[test]
+fn cluster_node_keeps_its_peers_connected() {
+    let bin = example_binary();
+    let epmd = Epmd::start();
+    let nut = node_name(&unique_name("cnp"));
+    let code = format!(
+        r#"
+N = '{nut}',
+Check = fun(What, true) -> io:format("ok ~s~n", [What]);
+           (What, Other) -> io:format("FAIL ~s: ~p~n", [What, Other]), halt(1) end,
+Wait = fun W(0) -> false; W(K) -> case lists:member(N, nodes()) of
+    true -> true; false -> timer:sleep(100), W(K - 1) end end,
+io:format("waiting~n"),
+Check("peer_connects", Wait(300)),
+true = erlang:disconnect_node(N),
+Check("disconnected", not lists:member(N, nodes())),
+Check("peer_reconnects", Wait(300)),
+Check("kv_after_reconnect", gen_server:call({{kv, N}}, {{get, nothing}}) =:= not_found),
+io:format("PASS all~n"),
+halt(0).
+"#
+    );
+    let mut erl = ErlNode::builder(&epmd, "peer")
+        .cookie(COOKIE)
+        .connect_all(true)
+        .eval(&code)
+        .start();
+    erl.expect_line("waiting", Duration::from_secs(30));
+    let mut cmd = Command::new(bin);
+    cmd.args(["--name", &nut, "--cookie", COOKIE, "--peers", erl.node()]);
+    epmd.configure(&mut cmd);
+    let mut node = Proc::spawn("cluster_node", cmd);
+    node.expect_line("ready", Duration::from_secs(30));
+    let line = erl.expect_pass(Duration::from_secs(60));
+    assert!(line.contains("PASS all"), "{line}");
+    drop(erl);
+    node.kill();
+}
