@@ -382,6 +382,17 @@ fn remote_calls_fail_with_the_otp_errors() {
             global::whereis_name(&global_name(n))
         })
         .await;
+        // Monitors by name on the other node: the ledger's, and nobody's.
+        let on_ledger = dist::monitor_name(a("ledger"), n);
+        let on_nobody = dist::monitor_name(a("nobody"), n);
+        let d = beamish::receive_if(move |d: &dist::NameDown| d.monitor == on_nobody)
+            .timeout(WAIT)
+            .await
+            .expect("noproc for a name nobody holds");
+        assert_eq!(
+            (d.name, d.node, d.reason),
+            (a("nobody"), n, beamish::Reason::NoProc)
+        );
         match Server::<Ledger>::pid(pid).call(LedgerCall::Crash).await {
             Err(Error::Exited(reason)) => {
                 assert!(
@@ -391,6 +402,16 @@ fn remote_calls_fail_with_the_otp_errors() {
             }
             other => panic!("a crashing server gave {other:?}"),
         }
+        let d = beamish::receive_if(move |d: &dist::NameDown| d.monitor == on_ledger)
+            .timeout(WAIT)
+            .await
+            .expect("the NameDown of the crashed ledger");
+        assert_eq!((d.name, d.node), (a("ledger"), n));
+        assert!(
+            d.reason.to_string().contains("told to crash"),
+            "{}",
+            d.reason
+        );
         // Its names went with it.
         eventually("the crashed ledger's global name is free", || {
             global::whereis_name(&global_name(n))

@@ -83,3 +83,55 @@ fn an_untrapped_link_to_an_unreachable_pid_kills() {
     })
     .unwrap();
 }
+
+/// `monitor(process, {Name, node()})` on a node that is not distributed:
+/// the `NameDown` names the name and node and carries the holder's exit
+/// reason; a name nobody holds gives `noproc` at once; `demonitor_name`
+/// stops it; another node cannot be reached (`noconnection`).
+#[test]
+fn monitors_by_name_on_this_node() {
+    use beamish::dist::{self, NameDown};
+    let rt = beamish::Runtime::new().unwrap();
+    rt.block_on(async {
+        let here = dist::this_node();
+        let holder = beamish::spawn(async {
+            beamish::receive::<&'static str>().await;
+            beamish::exit::<()>(Reason::other("done")).await;
+        });
+        beamish::register("held", holder).unwrap();
+        let name = Atom::new("held").unwrap();
+        let m = dist::monitor_name(name, here);
+        let stopped = dist::monitor_name(name, here);
+        dist::demonitor_name(stopped, here);
+        holder.send("go");
+        let d = beamish::receive_if(move |d: &NameDown| d.monitor == m)
+            .timeout(Duration::from_secs(5))
+            .await
+            .expect("a NameDown");
+        assert_eq!(
+            (d.name, d.node, d.reason),
+            (name, here, Reason::other("done"))
+        );
+        let late = beamish::receive_if(move |d: &NameDown| d.monitor == stopped)
+            .timeout(Duration::from_millis(200))
+            .await;
+        assert_eq!(late, None, "a NameDown after demonitor_name");
+
+        let nobody = Atom::new("nobody_has_this").unwrap();
+        let m = dist::monitor_name(nobody, here);
+        let d = beamish::receive_if(move |d: &NameDown| d.monitor == m)
+            .timeout(Duration::ZERO)
+            .await
+            .expect("noproc at once");
+        assert_eq!(d.reason, Reason::NoProc);
+
+        let far = Atom::new("far@127.0.0.1").unwrap();
+        let m = dist::monitor_name(name, far);
+        let d = beamish::receive_if(move |d: &NameDown| d.monitor == m)
+            .timeout(Duration::ZERO)
+            .await
+            .expect("noconnection at once");
+        assert_eq!((d.node, d.reason), (far, Reason::NoConnection));
+    })
+    .unwrap();
+}

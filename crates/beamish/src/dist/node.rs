@@ -176,8 +176,6 @@ pub(crate) struct NodeState {
     pub(crate) subscribers: Mutex<Vec<Pid>>,
     /// The functions other nodes may call (`beamish::rpc::register`).
     pub(crate) functions: RwLock<FxHashMap<(Atom, Atom), super::rpc::RpcFn>>,
-    /// The processes that turn local `Down`s into [`NameDown`]s, by monitor.
-    pub(crate) name_forwarders: Mutex<FxHashMap<crate::Ref, Pid>>,
 }
 
 static NODE: OnceLock<Arc<NodeState>> = OnceLock::new();
@@ -237,7 +235,6 @@ pub async fn start(config: NodeConfig) -> Result<NodeInfo, Error> {
         peers: RwLock::new(FxHashMap::default()),
         subscribers: Mutex::new(Vec::new()),
         functions: RwLock::new(FxHashMap::default()),
-        name_forwarders: Mutex::new(FxHashMap::default()),
     });
     if NODE.set(state.clone()).is_err() {
         return Err(Error::Config(
@@ -583,65 +580,23 @@ pub fn monitor_name(name: Atom, node: Atom) -> crate::Ref {
                 monitor,
             },
         ),
-        _ if node == this_node() => {
-            match crate::whereis(name.as_str()) {
-                Some(pid) => {
-                    // A local monitor whose `Down` is translated by the
-                    // watcher itself would need a hook in the mailbox;
-                    // a small forwarder does it instead.
-                    crate::spawn(forward_down(me, pid, monitor, name, node));
-                }
-                None => me.send(noproc(Reason::NoProc)),
-            }
-        }
+        _ if node == this_node() => match crate::whereis(name.as_str()) {
+            Some(pid) => crate::signal::api::monitor_by_name(pid, monitor, name, node),
+            None => me.send(noproc(Reason::NoProc)),
+        },
         _ => me.send(noproc(Reason::NoConnection)),
     }
     monitor
 }
-
-/// Watches `pid` for `watcher` and reports its end as a [`NameDown`];
-/// ends early when the watcher ends or takes the monitor down.
-async fn forward_down(watcher: Pid, pid: Pid, monitor: crate::Ref, name: Atom, node: Atom) {
-    let on_target = crate::monitor(pid);
-    let on_watcher = crate::monitor(watcher);
-    if let Some(st) = state() {
-        st.name_forwarders.lock().insert(monitor, crate::self_pid());
-    }
-    let down = crate::receive_match(|m| {
-        m.downcast_ref::<Down>().is_some() || m.downcast_ref::<StopForward>().is_some()
-    })
-    .await;
-    if let Some(st) = state() {
-        st.name_forwarders.lock().remove(&monitor);
-    }
-    if let Ok(d) = down.downcast::<Down>()
-        && d.monitor == on_target
-    {
-        watcher.send(NameDown {
-            monitor,
-            name,
-            node,
-            reason: d.reason,
-        });
-    }
-    let _ = on_watcher;
-}
-
-struct StopForward;
 
 /// Takes down a monitor made by [`monitor_name`] (a no-op if it already
 /// fired); a [`NameDown`] for it already in the mailbox stays there.
 pub fn demonitor_name(monitor: crate::Ref, node: Atom) {
     match state() {
         Some(s) if node != s.name => s.push(node, Out::DemonitorName { monitor }),
-        Some(s) => {
-            if let Some(fwd) = s.name_forwarders.lock().remove(&monitor) {
-                fwd.send(StopForward);
-            }
+        _ => {
+            crate::demonitor_info(monitor);
         }
-        // Not distributed: the forwarder ends with the target or the
-        // watcher; a `NameDown` it sends after this is the caller's to drop.
-        None => {}
     }
 }
 

@@ -133,6 +133,10 @@ pub(crate) struct Ext {
     pub(crate) monitors: FxHashMap<Ref, Pid>,
     /// Monitors on this process: ref → watcher.
     pub(crate) monitored_by: FxHashMap<Ref, Pid>,
+    /// Those of `monitors` made by name (`monitor(process, {Name, Node})`):
+    /// ref → (name, node). Their `Down` is delivered as a `NameDown`.
+    #[cfg(feature = "dist")]
+    pub(crate) by_name: FxHashMap<Ref, (crate::dist::Atom, crate::dist::Atom)>,
     /// Active aliases: messages sent to others are dropped on arrival.
     pub(crate) aliases: FxHashSet<Ref>,
     /// Set when the process must end at its next scheduling point.

@@ -198,12 +198,56 @@ pub fn demonitor_info(monitor: Ref) -> bool {
         return false;
     };
     context::consume(1);
+    #[cfg(feature = "dist")]
+    if let Some(e) = local.ext.as_mut() {
+        e.by_name.remove(&monitor);
+    }
     match local.ext.as_mut().and_then(|e| e.monitors.remove(&monitor)) {
         Some(target) => {
             let _ = send(target, Signal::Demonitor { monitor });
             true
         }
         None => false,
+    }
+}
+
+/// Monitors the local process `pid` under the reference `mref` on behalf
+/// of a monitor by name: its `Down` is delivered as a `NameDown` naming
+/// `name` and `node`, and `noproc` comes at once if `pid` has ended.
+#[cfg(feature = "dist")]
+pub(crate) fn monitor_by_name(
+    pid: Pid,
+    mref: Ref,
+    name: crate::dist::Atom,
+    node: crate::dist::Atom,
+) {
+    let (h, local) = current("monitor");
+    context::consume(1);
+    let ext = local.ext();
+    ext.monitors.insert(mref, pid);
+    ext.by_name.insert(mref, (name, node));
+    let sent = send(
+        pid,
+        Signal::Monitor {
+            from: h.pid,
+            monitor: mref,
+        },
+    );
+    if sent.is_err() {
+        crate::mailbox::drain(h);
+        let (_, local) = current("monitor");
+        if let Some(ext) = local.ext.as_mut() {
+            ext.monitors.remove(&mref);
+            ext.by_name.remove(&mref);
+        }
+        local
+            .queue
+            .push_back(NodeBox::message(crate::dist::NameDown {
+                monitor: mref,
+                name,
+                node,
+                reason: Reason::NoProc,
+            }));
     }
 }
 
@@ -224,8 +268,15 @@ pub fn demonitor_flush_info(monitor: Ref) -> bool {
     let was = demonitor_info(monitor);
     crate::mailbox::drain(h);
     let _ = crate::mailbox::remove_first(h, |node| {
-        node.downcast_ref::<Down>()
-            .is_some_and(|d| d.monitor == monitor)
+        let down = node
+            .downcast_ref::<Down>()
+            .is_some_and(|d| d.monitor == monitor);
+        #[cfg(feature = "dist")]
+        let down = down
+            || node
+                .downcast_ref::<crate::dist::NameDown>()
+                .is_some_and(|d| d.monitor == monitor);
+        down
     });
     was
 }

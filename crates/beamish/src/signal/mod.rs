@@ -109,13 +109,25 @@ pub(crate) fn handle(h: &Header, local: &mut Local, signal: Signal) {
             }
         }
         Signal::Down(down) => {
-            let active = local
-                .ext
-                .as_mut()
-                .is_some_and(|ext| ext.monitors.remove(&down.monitor).is_some());
-            if active {
-                local.queue.push_back(NodeBox::message(down));
+            let Some(ext) = local.ext.as_mut() else {
+                return;
+            };
+            if ext.monitors.remove(&down.monitor).is_none() {
+                return;
             }
+            #[cfg(feature = "dist")]
+            if let Some((name, node)) = ext.by_name.remove(&down.monitor) {
+                local
+                    .queue
+                    .push_back(NodeBox::message(crate::dist::NameDown {
+                        monitor: down.monitor,
+                        name,
+                        node,
+                        reason: down.reason,
+                    }));
+                return;
+            }
+            local.queue.push_back(NodeBox::message(down));
         }
         Signal::Info(reply) => {
             let info = crate::process::info::snapshot(h, local);
