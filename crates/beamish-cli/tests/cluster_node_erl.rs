@@ -1,6 +1,7 @@
 //! The `cluster_node` example against a real `erl` node: `kv` through
-//! `gen_server`, `beamish_demo` through `erpc` and `rpc`, and the `global`
-//! name and `pg` group of `kv`.
+//! `gen_server`, `beamish_demo` through `erpc` and `rpc`, the `global`
+//! name and `pg` group of `kv`, `--peers`, and the `counter` singleton
+//! through a kill and a partition.
 
 #[path = "../../beamish/tests/support/erl.rs"]
 mod erl;
@@ -211,4 +212,136 @@ halt(0).
     assert!(line.contains("PASS all"), "{line}");
     drop(erl);
     node.kill();
+}
+
+/// The `counter` singleton with three `cluster_node` OS processes driven
+/// from `erl`: one instance in the cluster; after a SIGKILL of its node
+/// another answers within 2 s of the nodedown; after a SIGSTOP
+/// (net_ticktime 4) the others take over, and after the SIGCONT exactly
+/// one instance stays, seen by every node, the loser stopped with
+/// `{shutdown,singleton_conflict}`.
+#[test]
+fn the_counter_survives_a_kill_and_a_partition() {
+    let bin = example_binary();
+    let epmd = Epmd::start();
+    let names: Vec<String> = (0..3)
+        .map(|i| node_name(&unique_name(&format!("fo{i}"))))
+        .collect();
+    let mut nodes: Vec<Proc> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let peers: Vec<&str> = names
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, n)| n.as_str())
+            .collect();
+        let mut cmd = Command::new(&bin);
+        cmd.args(["--name", name, "--cookie", COOKIE, "--ticktime", "4"])
+            .args(["--peers", &peers.join(",")])
+            .env("RUST_LOG", "info");
+        epmd.configure(&mut cmd);
+        let mut p = Proc::spawn(format!("node{i}"), cmd);
+        p.expect_line("ready", Duration::from_secs(60));
+        nodes.push(p);
+    }
+    let os_pids: Vec<String> = nodes
+        .iter()
+        .map(|p| format!("\"{}\"", p.os_pid()))
+        .collect();
+    let node_list: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+    let code = format!(
+        r#"
+Ns = [{nodes}], OsPids = [{pids}],
+Check = fun(What, true) -> io:format("ok ~s~n", [What]);
+           (What, Other) -> io:format("FAIL ~s: ~w~n", [What, Other]), halt(1) end,
+C = {{global, beamish_counter}},
+OsPid = fun(N) -> lists:nth(string:str(Ns, [N]), OsPids) end,
+Now = fun() -> erlang:monotonic_time(millisecond) end,
+%% What each live node's global says (through kv), and ours.
+Views = fun(Live) -> [gen_server:call({{kv, N}}, {{global_whereis, beamish_counter}}) || N <- Live] end,
+One = fun(Live) -> case lists:usort([global:whereis_name(beamish_counter) | Views(Live)]) of
+    [P] when is_pid(P) -> P; Other -> {{not_one, Other}} end end,
+WaitOne = fun(Live, Ms) -> Until = Now() + Ms,
+    W = fun WL() -> case One(Live) of P when is_pid(P) -> P;
+        Other -> case Now() > Until of true -> Other; false -> timer:sleep(20), WL() end end end,
+    W() end,
+%% Calls `where` until a node other than Old answers; the time it took.
+NewAnswer = fun(Old, Ms) -> Until = Now() + Ms,
+    A = fun AL(Fails) -> case catch gen_server:call(C, where, 200) of
+        N when is_atom(N), N =/= Old -> {{N, Fails}};
+        _ -> case Now() > Until of true -> timeout; false -> timer:sleep(5), AL(Fails + 1) end end end,
+    A(0) end,
+[pong = net_adm:ping(N) || N <- Ns],
+ok = net_kernel:monitor_nodes(true),
+P0 = WaitOne(Ns, 5000),
+Check("one_instance", is_pid(P0)),
+W0 = gen_server:call(C, where),
+Check("where", W0 =:= node(P0) andalso lists:member(W0, Ns)),
+I1 = gen_server:call(C, incr), I2 = gen_server:call(C, incr),
+Check("incr", I2 =:= I1 + 1),
+%% SIGKILL the node that runs it.
+os:cmd("kill -9 " ++ OsPid(W0)),
+receive {{nodedown, W0}} -> ok after 10000 -> Check("nodedown_kill", false) end,
+T0 = Now(),
+{{W1, _}} = NewAnswer(W0, 2000),
+Check("taken_over_after_kill", Now() - T0 =< 2000),
+io:format("failover after kill: ~p ms~n", [Now() - T0]),
+Check("fresh_instance", gen_server:call(C, incr) =:= 1),
+Live = Ns -- [W0],
+P1 = WaitOne(Live, 2000),
+Check("one_after_kill", is_pid(P1) andalso node(P1) =:= W1),
+%% SIGSTOP the node that runs it now: the other takes over after the ticks.
+os:cmd("kill -STOP " ++ OsPid(W1)),
+receive {{nodedown, W1}} -> ok after 20000 -> Check("nodedown_stop", false) end,
+T1 = Now(),
+{{W2, _}} = NewAnswer(W1, 6000),
+io:format("failover after stop: ~p ms after our nodedown~n", [Now() - T1]),
+Check("other_node", W2 =/= W1 andalso W2 =/= W0),
+[gen_server:call(C, incr) || _ <- lists:seq(1, 3)],
+%% SIGCONT: the nodes reconnect and one instance stays.
+os:cmd("kill -CONT " ++ OsPid(W1)),
+T2 = Now(),
+Reconnected = fun RC() -> case catch erpc:call(W1, beamish_demo, add, [1, 1], 1000) of
+    2 -> ok; _ -> timer:sleep(20), RC() end end,
+Reconnected(),
+P2 = WaitOne(Live, 5000),
+io:format("one instance ~p ms after SIGCONT~n", [Now() - T2]),
+Check("one_after_heal", is_pid(P2) orelse {{P2, [catch gen_server:call({{kv, N}}, {{global_whereis, beamish_counter}}) || N <- Live], nodes()}}),
+timer:sleep(1500),
+Check("still_one", One(Live) =:= P2),
+Check("calls_go_on", is_integer(gen_server:call(C, incr))),
+Check("where_after_heal", gen_server:call(C, where) =:= node(P2)),
+io:format("PASS all~n"),
+halt(0).
+"#,
+        nodes = node_list.join(","),
+        pids = os_pids.join(","),
+    );
+    let mut erl = ErlNode::builder(&epmd, "fo")
+        .cookie(COOKIE)
+        .connect_all(true)
+        .arg("-kernel")
+        .arg("net_ticktime")
+        .arg("4")
+        .eval(&code)
+        .start();
+    let line = erl.expect_pass(Duration::from_secs(90));
+    assert!(line.contains("PASS all"), "{line}\n{}", erl.proc().output());
+    drop(erl);
+    let conflict = nodes
+        .iter()
+        .any(|n| n.output().contains("reason={shutdown,singleton_conflict}"));
+    assert!(
+        conflict,
+        "no node stopped a losing instance with {{shutdown,singleton_conflict}}:\n{}",
+        nodes
+            .iter()
+            .map(Proc::output)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for mut n in nodes {
+        n.signal(libc::SIGCONT);
+        n.kill();
+    }
 }

@@ -49,6 +49,8 @@
 mod loom;
 
 #[cfg(all(not(loom), feature = "dist"))]
+pub mod cluster;
+#[cfg(all(not(loom), feature = "dist"))]
 pub mod dist;
 #[cfg(not(loom))]
 mod error;

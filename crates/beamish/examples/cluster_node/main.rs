@@ -1,7 +1,10 @@
 //! A beamish node of the cluster contract: the `echo` process of the interop
 //! contract, a supervised `kv` server that Erlang calls with `gen_server`
-//! (registered locally, with `global` and in a `pg` group), and Rust
-//! functions that Erlang calls with `erpc` and `rpc` (`beamish_demo`).
+//! (registered locally, with `global` and in a `pg` group), Rust
+//! functions that Erlang calls with `erpc` and `rpc` (`beamish_demo`), and
+//! `counter`, a singleton registered globally as `beamish_counter` that
+//! another node takes over when its node dies. `--peers` are the members
+//! that [`Membership`] keeps connected (back-off with jitter).
 //!
 //! ```text
 //! cargo run --release --example cluster_node -- --name a@127.0.0.1 --cookie secret \
@@ -20,8 +23,10 @@
 use std::io::Write;
 use std::time::Duration;
 
+use beamish::cluster::Membership;
 use beamish::dist::{self, Atom, NodeConfig};
 
+mod counter;
 // Shared with the interop node; its `serve` is not used here.
 mod demo;
 #[allow(dead_code)]
@@ -75,24 +80,6 @@ fn args() -> Result<Args, String> {
     })
 }
 
-/// Keeps trying to reach `peer` while it is not connected, backing off
-/// from 100 ms to 5 s between attempts, forever.
-async fn keep_connected(peer: Atom) {
-    let probe = Atom::new("beamish_peer_probe").unwrap_or(Atom::UNDEFINED);
-    let mut wait = Duration::from_millis(100);
-    loop {
-        if dist::nodes().contains(&peer) {
-            wait = Duration::from_millis(100);
-        } else {
-            // A send to a name on a node that is not connected connects to it
-            // (the name is held by nobody, so the message is dropped there).
-            dist::send_named(probe, peer, dist::Term::Atom(Atom::UNDEFINED));
-            wait = (wait * 2).min(Duration::from_secs(5));
-        }
-        beamish::sleep(wait).await;
-    }
-}
-
 async fn serve(args: Args) -> Result<(), beamish::Error> {
     let mut config = NodeConfig::new(args.name, args.cookie);
     if let Some(t) = args.ticktime {
@@ -111,15 +98,17 @@ async fn serve(args: Args) -> Result<(), beamish::Error> {
         .to_string();
     kv::start(&node_name).await?;
     beamish::register("echo", beamish::spawn(echo::echo()))?;
+    let mut members = Membership::new();
     for peer in &args.peers {
         match Atom::new(peer) {
-            Ok(peer) if peer != dist::this_node() => {
-                beamish::spawn(keep_connected(peer));
-            }
-            Ok(_) => {}
+            Ok(peer) => members = members.node(peer),
             Err(e) => tracing::warn!(peer = %peer, error = %e, "bad peer name"),
         }
     }
+    // Peers that are up are connected (and global has a moment to sync)
+    // before the singleton looks for an instance.
+    members.sync_timeout(Duration::from_secs(1)).start().await?;
+    counter::start().await?;
     tracing::info!(node = %info.name, creation = info.creation, port = info.port, "ready");
     {
         let mut out = std::io::stdout().lock();

@@ -77,6 +77,8 @@ pub(crate) enum Out {
     Adopt(Box<(TcpStream, PeerInfo)>),
     /// Another connection replaced this one (the peer restarted).
     Replaced,
+    /// `disconnect_node`: this node takes the connection down.
+    Disconnect,
     /// What a connection the peer closed had not written yet, for the
     /// connection that succeeds it.
     Handover(Box<Handover>),
@@ -176,6 +178,7 @@ enum Ended {
     Protocol(String),
     OutputOverflow,
     Replaced,
+    Disconnected,
 }
 
 impl std::fmt::Display for Ended {
@@ -187,6 +190,7 @@ impl std::fmt::Display for Ended {
             Ended::Protocol(m) => write!(f, "protocol error: {m}"),
             Ended::OutputOverflow => f.write_str("output queue over its limit"),
             Ended::Replaced => f.write_str("replaced by a new connection"),
+            Ended::Disconnected => f.write_str("disconnected by this node"),
         }
     }
 }
@@ -476,7 +480,9 @@ async fn run(
         None => c.serve().await,
     };
     match &why {
-        Ended::Replaced | Ended::Closed => tracing::info!(%node, "connection down: {why}"),
+        Ended::Replaced | Ended::Closed | Ended::Disconnected => {
+            tracing::info!(%node, "connection down: {why}")
+        }
         _ => tracing::warn!(%node, "connection down: {why}"),
     }
     c.finished = true;
@@ -1045,6 +1051,12 @@ impl Conn<'_> {
             // Already connected: the extra socket closes.
             Out::Adopt(_) => {}
             Out::Replaced => return Err(Ended::Replaced),
+            Out::Disconnect => {
+                // What was queued before goes out first, as far as the
+                // socket takes it now.
+                self.flush()?;
+                return Err(Ended::Disconnected);
+            }
             // Leftovers of a predecessor that arrived late: their order
             // behind newer items is lost, so they are written now.
             Out::Handover(h) => {

@@ -630,6 +630,78 @@ pub fn send_alias(alias: &ExtRef, msg: Term) {
     }
 }
 
+/// Takes the connection to `node` down (Erlang's
+/// `erlang:disconnect_node/1`): links and monitors over it get
+/// `noconnection`, watchers get [`NodeDown`], and what is still queued for
+/// it may be lost. The node is not connected again unless something sends
+/// to it. Returns `false` only when this node is not distributed.
+pub fn disconnect_node(node: Atom) -> bool {
+    let Some(s) = state() else { return false };
+    if node == s.name {
+        return true;
+    }
+    if let Some(p) = s.peers.read().get(&node)
+        && p.up
+    {
+        let _ = runtime::deliver(p.conn, NodeBox::message(Out::Disconnect));
+    }
+    true
+}
+
+/// Connects to `node` if it is not connected yet and says whether it is
+/// connected now (Erlang's `net_kernel:connect_node/1`): `true` for this
+/// node, `false` if this node is not distributed or the handshake fails
+/// (the peer is down, refuses the cookie, or does not answer in time).
+///
+/// # Errors
+/// [`Error::NotInProcess`] outside a beamish process.
+pub async fn connect_node(node: Atom) -> Result<bool, Error> {
+    let me = crate::try_self_pid().ok_or(Error::NotInProcess)?;
+    let Some(s) = state() else { return Ok(false) };
+    if node == s.name {
+        return Ok(true);
+    }
+    if nodes().contains(&node) {
+        return Ok(true);
+    }
+    // A helper subscribes to node events before it looks, so an up that
+    // happens in between is not missed, and leaves the caller's own
+    // subscriptions alone. Its node watch connects, and reports a failed
+    // handshake as a `NodeDown`.
+    let id = crate::Ref::new();
+    let helper = crate::spawn(async move {
+        monitor_nodes(true);
+        let up = if nodes().contains(&node) {
+            true
+        } else {
+            monitor_node(node, true);
+            let got = crate::receive_match(move |m| {
+                m.downcast_ref::<NodeUp>().is_some_and(|u| u.node == node)
+                    || m.downcast_ref::<NodeDown>().is_some_and(|d| d.node == node)
+            })
+            .await;
+            monitor_node(node, false);
+            got.is::<NodeUp>()
+        };
+        me.send(Connected { id, up });
+    });
+    let mon = crate::monitor(helper);
+    let got = crate::receive_match(move |m| {
+        m.downcast_ref::<Connected>().is_some_and(|c| c.id == id)
+            || m.downcast_ref::<crate::Down>()
+                .is_some_and(|d| d.monitor == mon)
+    })
+    .await;
+    crate::demonitor_flush(mon);
+    Ok(got.downcast::<Connected>().is_ok_and(|c| c.up))
+}
+
+/// The answer of [`connect_node`]'s helper.
+struct Connected {
+    id: crate::Ref,
+    up: bool,
+}
+
 /// Subscribes the caller to [`NodeUp`] and [`NodeDown`] for every peer
 /// (Erlang's `net_kernel:monitor_nodes(true)`); `false` unsubscribes.
 ///

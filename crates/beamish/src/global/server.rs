@@ -653,10 +653,12 @@ impl Server {
             Info::LostConnection { a, xcre, op_id, b } => self.lost_connection(a, xcre, op_id, b),
             Info::RemoveConnection(node) => {
                 if self.known.contains_key(&node) || self.pending.contains_key(&node) {
-                    // We cannot take the connection down from here; we forget
-                    // the node, as the peer that asked does with us.
+                    // As OTP: forget the node and take the connection down, as
+                    // the peer that asked does with us; a later connection
+                    // syncs afresh.
                     tracing::warn!(%node, "global: removing node to prevent overlapping partitions");
                     self.nodedown(node, Nodedown::RemoveConnection);
+                    dist::disconnect_node(node);
                 }
             }
             Info::Whereis { name, from } => {
@@ -695,6 +697,7 @@ impl Server {
             );
             tracing::warn!(node = %rm, "global: requested disconnect from node to prevent overlapping partitions");
             self.nodedown(rm, Nodedown::RemoveConnection);
+            dist::disconnect_node(rm);
         }
     }
 

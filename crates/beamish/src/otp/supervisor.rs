@@ -986,6 +986,12 @@ impl Future for CatchUnwind {
 /// send the exit signal and wait for the `Down`, escalating to `kill` after
 /// a timeout.
 pub(crate) async fn shutdown_child(pid: Pid, how: Shutdown) -> Reason {
+    shutdown_child_with(pid, how, Reason::Shutdown).await
+}
+
+/// [`shutdown_child`] with another reason than `shutdown` for the exit
+/// signal (a `kill` after the timeout stays `kill`).
+pub(crate) async fn shutdown_child_with(pid: Pid, how: Shutdown, reason: Reason) -> Reason {
     let mark = crate::mark();
     let mref = crate::monitor(pid);
     crate::unlink(pid);
@@ -1002,11 +1008,11 @@ pub(crate) async fn shutdown_child(pid: Pid, how: Shutdown) -> Reason {
             wait_down(mref, mark).await
         }
         Shutdown::Infinity => {
-            pid.exit(Reason::Shutdown);
+            pid.exit(reason);
             wait_down(mref, mark).await
         }
         Shutdown::Timeout(t) => {
-            pid.exit(Reason::Shutdown);
+            pid.exit(reason);
             let down = crate::receive_if(move |d: &Down| d.monitor == mref)
                 .timeout(t)
                 .after_mark(mark)

@@ -1,0 +1,697 @@
+//! A child that runs on exactly one node of the cluster.
+//!
+//! Every node that may run the service runs a *manager* (put
+//! [`Singleton::child_spec`] under a supervisor on each node). The managers
+//! agree through [`global`]: at most one instance holds the global name,
+//! and every manager watches it.
+//!
+//! # How the managers decide
+//! - **Starting.** A manager that finds the name free waits for the syncs
+//!   of `global` in progress (up to 2 s: a node that is joining may hold
+//!   an instance), then takes the global
+//!   lock `{beamish_singleton, Name}` on every connected node, looks again,
+//!   and only then starts the child (linked to itself) and registers it.
+//!   Two managers that try at the same instant are serialised by that
+//!   lock: the second finds the name taken and watches the first.
+//! - **Failover.** Managers monitor the registered instance. When it is
+//!   lost with its node (`noconnection`: the node died, or was cut off and
+//!   its ticks timed out), the managers try again in the order of their
+//!   rank: the first eligible node at once, the next one
+//!   [`rank_delay`](Singleton::rank_delay) later, and so on, so that one
+//!   node normally wins without contention. Eligible nodes are those of
+//!   [`Singleton::nodes`] (in that order) or, by default, every node that
+//!   runs a manager (found through the `pg` group `{beamish_singleton,
+//!   Name}` when `pg` runs, else every connected node), in name order.
+//! - **Restarts.** When the instance ends on its own node, its manager
+//!   restarts it there if the child's [`Restart`](crate::otp::Restart)
+//!   type says so, within the manager's restart intensity; the other
+//!   managers give it [`check_every`](Singleton::check_every) before they
+//!   try. A child that ended and is not to be restarted stays ended: the
+//!   managers that saw it end do not start it again.
+//! - **Healing.** When two partitions that each started an instance join,
+//!   `global` finds the clash. The instance on the node that ranks first
+//!   is kept (the earlier node of [`Singleton::nodes`], else the smaller
+//!   node name); the manager of the other sees that its child no longer
+//!   holds the name and stops it with the reason `{shutdown,
+//!   singleton_conflict}` ([`SINGLETON_CONFLICT`]) and its shutdown rule, so
+//!   a child that traps exits runs `terminate` with that reason. Callers
+//!   that address the service by its global name follow.
+//! - **Giving up.** A child that fails to start, or crashes, more than the
+//!   intensity allows ends the manager with the last error; its supervisor
+//!   decides what follows. Failed starts back off (doubling from 100 ms,
+//!   at most 5 s), so a child whose start fails everywhere causes no storm.
+//!
+//! Every manager checks, each [`check_every`](Singleton::check_every), that
+//! what it believes matches the name table, so a missed event costs one
+//! period, not the service.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::dist::{self, Atom, Term};
+use crate::global::{self, Resolve, Rng};
+use crate::otp::{ChildKind, ChildSpec, Shutdown};
+use crate::{Down, Error, Exit, Pid, Reason, Ref};
+
+/// The detail of the reason a losing instance is stopped with after a
+/// partition heals: `{shutdown, singleton_conflict}`.
+pub const SINGLETON_CONFLICT: &str = "singleton_conflict";
+
+/// A service that runs on one node of the cluster at a time; see the
+/// [module documentation](self) for how the nodes agree.
+///
+/// ```no_run
+/// # let rt = beamish::Runtime::new().unwrap();
+/// # rt.block_on(async {
+/// use beamish::cluster::Singleton;
+/// use beamish::dist::Term;
+/// use beamish::otp::{ChildSpec, Strategy, Supervisor, SupervisorFlags};
+/// # beamish::dist::start(beamish::dist::NodeConfig::new("a@127.0.0.1", "c")).await.unwrap();
+/// # beamish::global::start().await.unwrap();
+/// let worker = ChildSpec::worker("ticker", || async {
+///     Ok(beamish::spawn_link(async { beamish::sleep(std::time::Duration::MAX).await }))
+/// });
+/// let singleton = Singleton::new(Term::atom("ticker").unwrap(), worker);
+/// Supervisor::start_link(SupervisorFlags::default(), vec![singleton.child_spec()])
+///     .await
+///     .unwrap();
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Singleton {
+    name: Term,
+    spec: ChildSpec,
+    nodes: Option<Vec<Atom>>,
+    intensity: u32,
+    period: Duration,
+    check: Duration,
+    rank_delay: Duration,
+}
+
+impl Singleton {
+    /// The service `spec`, registered globally as `name`. Restart
+    /// intensity 3 in 5 s; checks every 500 ms; 100 ms between ranks.
+    pub fn new(name: Term, spec: ChildSpec) -> Singleton {
+        Singleton {
+            name,
+            spec,
+            nodes: None,
+            intensity: 3,
+            period: Duration::from_secs(5),
+            check: Duration::from_millis(500),
+            rank_delay: Duration::from_millis(100),
+        }
+    }
+
+    /// Only these nodes run the service, preferred in this order (for
+    /// failover and for which instance survives a heal).
+    pub fn nodes(mut self, nodes: impl IntoIterator<Item = Atom>) -> Singleton {
+        self.nodes = Some(nodes.into_iter().collect());
+        self
+    }
+
+    /// At most `intensity` restarts (and failed starts) in `period` before
+    /// the manager gives up.
+    pub fn intensity(mut self, intensity: u32, period: Duration) -> Singleton {
+        self.intensity = intensity;
+        self.period = period;
+        self
+    }
+
+    /// How often the manager compares its view with the name table (at
+    /// least 10 ms).
+    pub fn check_every(mut self, period: Duration) -> Singleton {
+        self.check = period.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How much later than the node ranked before it a node tries to take
+    /// over.
+    pub fn rank_delay(mut self, delay: Duration) -> Singleton {
+        self.rank_delay = delay;
+        self
+    }
+
+    /// The global name.
+    pub fn name(&self) -> &Term {
+        &self.name
+    }
+
+    /// The instance that runs now, anywhere in the cluster.
+    pub fn whereis(&self) -> Option<Pid> {
+        global::whereis_name(&self.name)
+    }
+
+    /// A child spec of the manager, with the id of the service's spec: a
+    /// supervisor-kind child (stopping it stops the instance it runs).
+    pub fn child_spec(self) -> ChildSpec {
+        let id = self.spec.id.clone();
+        let me = Arc::new(self);
+        ChildSpec::new(id, move || {
+            let me = (*me).clone();
+            async move { me.start_link().await }
+        })
+        .kind(ChildKind::Supervisor)
+        .shutdown(Shutdown::Infinity)
+    }
+
+    /// Starts a manager linked to the caller and returns its pid once it
+    /// has settled: it runs the instance, or watches one that runs
+    /// elsewhere.
+    ///
+    /// # Errors
+    /// [`Error::NotInProcess`]; [`Error::UnknownName`] if
+    /// [`global`](crate::global::start) is not started; the error of the
+    /// child's start when the first start here fails.
+    pub async fn start_link(self) -> Result<Pid, Error> {
+        let parent = crate::try_self_pid().ok_or(Error::NotInProcess)?;
+        crate::whereis(global::SERVER).ok_or_else(|| Error::UnknownName(global::SERVER.into()))?;
+        let id = Ref::new();
+        let spawned = crate::SpawnOptions::new()
+            .link()
+            .trap_exit(true)
+            .spawn(async move { Manager::new(self, parent).run(Some(id)).await })?;
+        let pid = spawned.pid;
+        let mon = crate::monitor(pid);
+        let got = crate::receive_match(move |m| {
+            m.downcast_ref::<Settled>().is_some_and(|s| s.id == id)
+                || m.downcast_ref::<Down>().is_some_and(|d| d.monitor == mon)
+        })
+        .await;
+        crate::demonitor_flush(mon);
+        match got.downcast::<Settled>() {
+            Ok(Settled { result: Ok(()), .. }) => Ok(pid),
+            Ok(Settled { result: Err(e), .. }) => {
+                // The manager ends; its exit signal must not take the caller.
+                crate::unlink(pid);
+                Err(e)
+            }
+            Err(_) => Err(Error::NoProc(pid)),
+        }
+    }
+}
+
+/// The first decision of a manager, for [`Singleton::start_link`].
+struct Settled {
+    id: Ref,
+    result: Result<(), Error>,
+}
+
+/// The longest a manager waits for global's syncs in progress before it
+/// starts an instance.
+const SYNC_WAIT: Duration = Duration::from_secs(2);
+
+/// From a resolve method run here: our instance lost a clash.
+struct Lost {
+    child: Pid,
+}
+
+/// The manager's periodic check.
+struct Tick;
+
+enum State {
+    /// Our child holds the name.
+    Running { child: Pid },
+    /// Another instance holds it; we monitor it.
+    Watching { pid: Pid, mon: Ref },
+    /// Nobody holds it (as far as we know); try at `at`.
+    Vacant { at: Instant },
+    /// The instance ended and is not to be restarted.
+    Ended,
+}
+
+struct Manager {
+    config: Singleton,
+    parent: Pid,
+    state: State,
+    /// Restarts and failed starts within the period.
+    history: VecDeque<Instant>,
+    /// Failed starts in a row (for the back-off).
+    failures: u32,
+    rng: Rng,
+    /// Whether this manager joined the `pg` group of the service.
+    in_group: bool,
+    /// Since when acquisition has waited for global's syncs.
+    vacant_since: Option<Instant>,
+}
+
+impl Manager {
+    fn new(config: Singleton, parent: Pid) -> Manager {
+        Manager {
+            config,
+            parent,
+            state: State::Vacant { at: Instant::now() },
+            history: VecDeque::new(),
+            failures: 0,
+            rng: Rng::new(),
+            in_group: false,
+            vacant_since: None,
+        }
+    }
+
+    fn group(&self) -> Term {
+        Term::Tuple(vec![
+            Term::Atom(Atom::new("beamish_singleton").unwrap_or(Atom::UNDEFINED)),
+            self.config.name.clone(),
+        ])
+    }
+
+    async fn run(mut self, mut settle: Option<Ref>) {
+        self.in_group = crate::pg::join(self.group(), crate::self_pid())
+            .await
+            .is_ok();
+        let tick = self.config.check;
+        crate::send_after(crate::self_pid(), tick, Tick);
+        loop {
+            if let State::Vacant { at } = self.state
+                && at <= Instant::now()
+                && let Err(reason) = self.acquire(&mut settle).await
+            {
+                self.finish(settle, reason).await;
+                return;
+            }
+            // Settled: running or watching an instance, or not a node for
+            // this service.
+            if let Some(id) = settle
+                && (!matches!(self.state, State::Vacant { .. }) || self.rank().is_none())
+            {
+                self.parent.send(Settled { id, result: Ok(()) });
+                settle = None;
+            }
+            let wait = match self.state {
+                State::Vacant { at } => at.saturating_duration_since(Instant::now()),
+                _ => Duration::MAX,
+            };
+            let Some(msg) = crate::receive_match(|m| {
+                m.is::<Exit>() || m.is::<Down>() || m.is::<Tick>() || m.is::<Lost>()
+            })
+            .timeout(wait)
+            .await
+            else {
+                continue;
+            };
+            let msg = match msg.downcast::<Exit>() {
+                Ok(exit) => {
+                    if let Err(reason) = self.on_exit(exit).await {
+                        self.finish(settle, reason).await;
+                        return;
+                    }
+                    continue;
+                }
+                Err(m) => m,
+            };
+            let msg = match msg.downcast::<Down>() {
+                Ok(down) => {
+                    self.on_down(down);
+                    continue;
+                }
+                Err(m) => m,
+            };
+            let msg = match msg.downcast::<Lost>() {
+                Ok(lost) => {
+                    if matches!(self.state, State::Running { child } if child == lost.child) {
+                        self.lose().await;
+                    }
+                    continue;
+                }
+                Err(m) => m,
+            };
+            if msg.is::<Tick>() {
+                crate::send_after(crate::self_pid(), tick, Tick);
+                self.check().await;
+            }
+        }
+    }
+
+    /// Ends the manager: the child (if any) is stopped first.
+    async fn finish(&mut self, settle: Option<Ref>, reason: Reason) {
+        if let State::Running { child } = self.state {
+            crate::otp::supervisor::shutdown_child_with(
+                child,
+                self.config.spec.shutdown,
+                Reason::Shutdown,
+            )
+            .await;
+        }
+        if let Some(id) = settle {
+            self.parent.send(Settled {
+                id,
+                result: Err(Error::Exited(reason.clone())),
+            });
+        }
+        crate::exit::<()>(reason).await;
+    }
+
+    /// The nodes that may run the service and are up, best first.
+    fn candidates(&self) -> Vec<Atom> {
+        let me = dist::this_node();
+        let up = dist::nodes();
+        match &self.config.nodes {
+            Some(list) => list
+                .iter()
+                .copied()
+                .filter(|n| *n == me || up.contains(n))
+                .collect(),
+            None => {
+                let mut v: Vec<Atom> = if self.in_group {
+                    crate::pg::get_members(&self.group())
+                        .into_iter()
+                        .map(Pid::node)
+                        .filter(|n| *n == me || up.contains(n))
+                        .collect()
+                } else {
+                    up
+                };
+                v.push(me);
+                v.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+                v.dedup();
+                v
+            }
+        }
+    }
+
+    /// This node's place among the candidates (`None`: not eligible).
+    fn rank(&self) -> Option<usize> {
+        let me = dist::this_node();
+        self.candidates().iter().position(|n| *n == me)
+    }
+
+    /// Whether `a` ranks before `b` for the service: the order of the node
+    /// list, else the name order.
+    fn prefers(nodes: Option<&[Atom]>, a: Atom, b: Atom) -> bool {
+        if let Some(list) = nodes {
+            let pos = |n| list.iter().position(|x| *x == n).unwrap_or(usize::MAX);
+            if pos(a) != pos(b) {
+                return pos(a) < pos(b);
+            }
+        }
+        a.as_str() < b.as_str()
+    }
+
+    /// Tries to become the instance's node (see the module docs).
+    async fn acquire(&mut self, settle: &mut Option<Ref>) -> Result<(), Reason> {
+        let name = self.config.name.clone();
+        if let Some(pid) = global::whereis_name(&name) {
+            match self.live_holder() {
+                Some(pid) => self.watch(pid),
+                // A stale entry (its node went down and global has not
+                // dropped it yet): look again soon.
+                None => {
+                    tracing::debug!(name = %name, %pid, "singleton: stale registration");
+                    self.state = State::Vacant {
+                        at: Instant::now() + Duration::from_millis(10),
+                    };
+                }
+            }
+            return Ok(());
+        }
+        if self.rank().is_none() {
+            // Not a node for this service: keep looking.
+            self.state = State::Vacant {
+                at: Instant::now() + self.config.check,
+            };
+            return Ok(());
+        }
+        // While global syncs with a node, that node's instance is not in
+        // our table yet: wait for the sync (a bounded time: a node whose
+        // sync never ends must not keep the service down).
+        if let Ok(info) = global::info().await
+            && !info.syncing.is_empty()
+        {
+            let since = *self.vacant_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < SYNC_WAIT {
+                self.state = State::Vacant {
+                    at: Instant::now() + Duration::from_millis(10),
+                };
+                return Ok(());
+            }
+        }
+        let nodes = global::all_nodes();
+        let resource = Term::Tuple(vec![
+            Term::Atom(Atom::new("beamish_singleton").unwrap_or(Atom::UNDEFINED)),
+            name.clone(),
+        ]);
+        let requester = Term::Pid(crate::self_pid());
+        if !global::set_lock(resource.clone(), requester.clone(), &nodes, Some(0))
+            .await
+            .unwrap_or(false)
+        {
+            let ms = 20 + self.rng.below(100) as u64;
+            self.state = State::Vacant {
+                at: Instant::now() + Duration::from_millis(ms),
+            };
+            return Ok(());
+        }
+        self.vacant_since = None;
+        let outcome = self.start_here(&name).await;
+        let _ = global::del_lock(resource, requester, &nodes).await;
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::warn!(name = %name, error = %e, "singleton: start failed");
+                let now = Instant::now();
+                if self.over_intensity(now) {
+                    return Err(Reason::other(format!(
+                        "singleton {name}: too many failed starts, last: {e}"
+                    )));
+                }
+                if let Some(id) = settle.take() {
+                    // The first start failed: the caller of start_link
+                    // gets the error (as a supervisor's start does).
+                    self.parent.send(Settled { id, result: Err(e) });
+                    crate::unlink(self.parent);
+                    crate::exit::<()>(Reason::Shutdown).await;
+                }
+                let wait = Duration::from_millis(100)
+                    .saturating_mul(1 << self.failures.min(6))
+                    .min(Duration::from_secs(5));
+                self.failures += 1;
+                self.state = State::Vacant { at: now + wait };
+                Ok(())
+            }
+        }
+    }
+
+    /// Under the lock: start the child here and register it, unless an
+    /// instance appeared meanwhile.
+    async fn start_here(&mut self, name: &Term) -> Result<(), Error> {
+        if global::whereis_name(name).is_some() {
+            // Registered while we took the lock: acquire looks again.
+            self.state = State::Vacant { at: Instant::now() };
+            return Ok(());
+        }
+        let child = (self.config.spec.start)().await?;
+        let nodes = self.config.nodes.clone();
+        let manager = crate::self_pid();
+        let resolve = Resolve::custom(move |_, p1, p2| {
+            let keep = if Self::prefers(nodes.as_deref(), p1.node(), p2.node()) {
+                p1
+            } else {
+                p2
+            };
+            for p in [p1, p2] {
+                if p != keep && !p.is_remote() {
+                    manager.send(Lost { child: p });
+                }
+            }
+            Some(keep)
+        });
+        match global::register_name_with(name.clone(), child, resolve).await {
+            Ok(()) => {
+                self.failures = 0;
+                self.state = State::Running { child };
+                tracing::info!(name = %name, pid = %child, "singleton: started here");
+                Ok(())
+            }
+            Err(e) => {
+                crate::otp::supervisor::shutdown_child_with(
+                    child,
+                    self.config.spec.shutdown,
+                    Reason::Shutdown,
+                )
+                .await;
+                match e {
+                    Error::NameTaken(_) => {
+                        self.state = State::Vacant {
+                            at: Instant::now() + Duration::from_millis(10),
+                        };
+                        Ok(())
+                    }
+                    e => Err(e),
+                }
+            }
+        }
+    }
+
+    /// The registered instance, if it is alive as far as we can tell.
+    fn live_holder(&self) -> Option<Pid> {
+        let pid = global::whereis_name(&self.config.name)?;
+        let alive = if pid.is_remote() {
+            dist::nodes().contains(&pid.node())
+        } else {
+            pid.is_alive()
+        };
+        alive.then_some(pid)
+    }
+
+    fn watch(&mut self, pid: Pid) {
+        if let State::Watching { pid: old, mon } = self.state {
+            if old == pid {
+                return;
+            }
+            crate::demonitor_flush(mon);
+        }
+        self.state = State::Watching {
+            pid,
+            mon: crate::monitor(pid),
+        };
+    }
+
+    /// Records a restart or failed start; true if that is one too many.
+    fn over_intensity(&mut self, now: Instant) -> bool {
+        self.history.push_back(now);
+        while self
+            .history
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.config.period)
+        {
+            self.history.pop_front();
+        }
+        self.history.len() > self.config.intensity as usize
+    }
+
+    async fn on_exit(&mut self, exit: Exit) -> Result<(), Reason> {
+        if exit.from == self.parent {
+            return Err(exit.reason);
+        }
+        let State::Running { child } = self.state else {
+            return Ok(());
+        };
+        if exit.from != child {
+            return Ok(());
+        }
+        let name = self.config.name.clone();
+        if !self.config.spec.restart.restarts_after(&exit.reason) {
+            tracing::info!(name = %name, reason = %exit.reason, "singleton: ended, not restarted");
+            self.state = State::Ended;
+            return Ok(());
+        }
+        tracing::warn!(name = %name, reason = %exit.reason, "singleton: instance exited, restarting");
+        if self.over_intensity(Instant::now()) {
+            return Err(Reason::other(format!(
+                "singleton {name}: reached the restart intensity, last exit: {}",
+                exit.reason
+            )));
+        }
+        self.state = State::Vacant { at: Instant::now() };
+        Ok(())
+    }
+
+    fn on_down(&mut self, down: Down) {
+        let State::Watching { mon, .. } = self.state else {
+            return;
+        };
+        if down.monitor != mon {
+            return;
+        }
+        let step = self.config.rank_delay;
+        let rank = u32::try_from(self.rank().unwrap_or(0)).unwrap_or(u32::MAX);
+        let at = if down.reason == Reason::NoConnection {
+            // Its node is gone: take over in rank order.
+            Instant::now() + step.saturating_mul(rank)
+        } else if self.config.spec.restart.restarts_after(&down.reason) {
+            // Its manager restarts it; step in only if it does not.
+            Instant::now() + self.config.check + step.saturating_mul(rank)
+        } else {
+            self.state = State::Ended;
+            return;
+        };
+        self.state = State::Vacant { at };
+    }
+
+    /// The periodic comparison with the name table.
+    async fn check(&mut self) {
+        match self.state {
+            State::Running { child } => {
+                if global::whereis_name(&self.config.name) != Some(child) {
+                    self.lose().await;
+                }
+            }
+            State::Watching { pid, mon } => {
+                if global::whereis_name(&self.config.name) != Some(pid) {
+                    crate::demonitor_flush(mon);
+                    self.state = State::Vacant {
+                        at: Instant::now() + self.config.rank_delay,
+                    };
+                }
+            }
+            State::Ended => {
+                if let Some(pid) = self.live_holder() {
+                    self.watch(pid);
+                }
+            }
+            State::Vacant { .. } => {}
+        }
+    }
+
+    /// Our child no longer holds the name: another instance won a clash
+    /// (or the name was taken from it). It is stopped, and we watch the
+    /// winner.
+    async fn lose(&mut self) {
+        let State::Running { child } = self.state else {
+            return;
+        };
+        let winner = global::whereis_name(&self.config.name);
+        tracing::info!(name = %self.config.name, pid = %child, "singleton: lost the name, stopping");
+        crate::otp::supervisor::shutdown_child_with(
+            child,
+            self.config.spec.shutdown,
+            Reason::ShutdownWith(SINGLETON_CONFLICT.into()),
+        )
+        .await;
+        match winner {
+            Some(pid) if pid != child => self.watch(pid),
+            _ => {
+                self.state = State::Vacant {
+                    at: Instant::now() + self.config.rank_delay,
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn atom(s: &str) -> Atom {
+        Atom::new(s).unwrap()
+    }
+
+    #[test]
+    fn the_node_list_decides_before_the_name_order() {
+        let (a, b, c) = (atom("a@h"), atom("b@h"), atom("c@h"));
+        assert!(Manager::prefers(None, a, b));
+        assert!(!Manager::prefers(None, c, b));
+        let list = [c, a];
+        assert!(Manager::prefers(Some(&list), c, a));
+        assert!(
+            Manager::prefers(Some(&list), a, b),
+            "listed before unlisted"
+        );
+        assert!(
+            Manager::prefers(Some(&list), b, atom("d@h")),
+            "unlisted: by name"
+        );
+    }
+
+    #[test]
+    fn a_manager_needs_a_process_and_global() {
+        let rt = crate::Runtime::new().unwrap();
+        let spec = ChildSpec::worker("w", || async { Ok(crate::spawn_link(async {})) });
+        let s = Singleton::new(Term::atom("w").unwrap(), spec);
+        let r = rt.block_on(s.clone().start_link()).unwrap();
+        assert!(matches!(r, Err(Error::UnknownName(_))), "{r:?}");
+    }
+}
