@@ -511,18 +511,10 @@ fn a_killed_node_leaves_nothing_behind() {
 // ------------------------------------------------------------ main
 
 fn main() {
-    if let Ok(name) = std::env::var(CHILD_ENV) {
-        let port = std::env::var(EPMD_ENV)
-            .ok()
-            .and_then(|p| p.parse().ok())
-            .expect("the EPMD port of the test");
+    if let Some((name, port)) = common::child_mode(CHILD_ENV, EPMD_ENV) {
         child(&name, port);
         return;
     }
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
     let scenarios: [(&str, fn()); 4] = [
         (
             "erpc_calls_in_a_row_all_answer",
@@ -541,27 +533,7 @@ fn main() {
             a_killed_node_leaves_nothing_behind,
         ),
     ];
-    let chosen: Vec<_> = scenarios
-        .iter()
-        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
-        .collect();
-    println!("\nrunning {} tests", chosen.len());
-    let mut failed = Vec::new();
-    for (name, scenario) in chosen {
-        match std::panic::catch_unwind(scenario) {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed.push(*name);
-            }
-        }
-    }
-    if failed.is_empty() {
-        println!("\ntest result: ok.");
-    } else {
-        println!("\ntest result: FAILED. failures: {failed:?}");
-        std::process::exit(101);
-    }
+    common::run_scenarios(&scenarios);
 }
 
 /// erpc calls in a row into a Rust function of `beamish node` (one

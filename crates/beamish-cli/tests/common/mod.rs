@@ -349,3 +349,48 @@ pub fn signal_group(pgid: u32, signal: libc::c_int) {
         libc::kill(-pgid, signal);
     }
 }
+
+/// The runner of a test file with its own `main` (`harness = false`): runs
+/// the scenarios whose names contain one of the arguments that do not
+/// start with `-` (all without such arguments), each caught on its own,
+/// prints libtest-style lines, and exits with 101 if one failed.
+pub fn run_scenarios(scenarios: &[(&str, fn())]) {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let chosen: Vec<_> = scenarios
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    println!("\nrunning {} tests", chosen.len());
+    let mut failed = Vec::new();
+    for (name, scenario) in chosen {
+        println!("test {name} ...");
+        match std::panic::catch_unwind(scenario) {
+            Ok(()) => println!("test {name} ... ok"),
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed.push(*name);
+            }
+        }
+    }
+    if failed.is_empty() {
+        println!("\ntest result: ok.");
+    } else {
+        println!("\ntest result: FAILED. failures: {failed:?}");
+        std::process::exit(101);
+    }
+}
+
+/// In a child process of a test with its own `main`: the node name in
+/// `child_env` and the test's EPMD port in `epmd_env`; `None` in the test
+/// process itself.
+pub fn child_mode(child_env: &str, epmd_env: &str) -> Option<(String, u16)> {
+    let name = std::env::var(child_env).ok()?;
+    let port = std::env::var(epmd_env)
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .expect("the EPMD port of the test");
+    Some((name, port))
+}

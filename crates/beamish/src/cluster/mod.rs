@@ -30,9 +30,11 @@
 //!
 //! [`dist::monitor_nodes`]: crate::dist::monitor_nodes
 
-mod singleton;
+mod application;
+pub mod singleton;
 
-pub use singleton::{SINGLETON_CONFLICT, Singleton};
+pub use application::DistributedApp;
+pub use singleton::{SINGLETON_CONFLICT, Singleton, Start};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -56,6 +58,7 @@ pub const MEMBERSHIP: &str = "beamish_cluster";
 #[derive(Clone, Debug)]
 pub struct Membership {
     nodes: Vec<Atom>,
+    mandatory: Vec<Atom>,
     hosts: Vec<(String, String)>,
     min_backoff: Duration,
     max_backoff: Duration,
@@ -73,6 +76,7 @@ impl Membership {
     pub fn new() -> Membership {
         Membership {
             nodes: Vec::new(),
+            mandatory: Vec::new(),
             hosts: Vec::new(),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
@@ -108,6 +112,20 @@ impl Membership {
         self
     }
 
+    /// Nodes that must be up for [`start`](Membership::start) to succeed
+    /// (OTP's `sync_nodes_mandatory`): they join the list, and `start`
+    /// fails if one is not connected within the
+    /// [`sync_timeout`](Membership::sync_timeout).
+    pub fn mandatory(mut self, nodes: impl IntoIterator<Item = Atom>) -> Membership {
+        for n in nodes {
+            if !self.mandatory.contains(&n) {
+                self.mandatory.push(n);
+            }
+            self = self.node(n);
+        }
+        self
+    }
+
     /// How long [`start`](Membership::start) waits for the listed nodes
     /// (OTP's `sync_nodes_optional` with `sync_nodes_timeout`): it returns
     /// when every node of the list is connected, or when this time has
@@ -124,12 +142,11 @@ impl Membership {
     /// # Errors
     /// [`Error::NotInProcess`] outside a process; [`Error::Config`] if the
     /// node is not distributed or a basename makes no node name;
-    /// [`Error::NameTaken`] if a membership process runs already.
+    /// [`Error::NameTaken`] if a membership process runs already;
+    /// [`Error::NodeDown`] naming a [`mandatory`](Membership::mandatory)
+    /// node that did not connect in time (the process is stopped then).
     pub async fn start(self) -> Result<Pid, Error> {
-        let (sync, nodes) = (self.sync, self.nodes.clone());
-        let pid = self.spawn(false)?;
-        wait_for(&nodes, sync).await;
-        Ok(pid)
+        self.start_and_sync(false).await
     }
 
     /// [`Membership::start`], linked to the caller.
@@ -137,9 +154,26 @@ impl Membership {
     /// # Errors
     /// As [`Membership::start`].
     pub async fn start_link(self) -> Result<Pid, Error> {
-        let (sync, nodes) = (self.sync, self.nodes.clone());
-        let pid = self.spawn(true)?;
+        self.start_and_sync(true).await
+    }
+
+    async fn start_and_sync(self, link: bool) -> Result<Pid, Error> {
+        let (sync, nodes, mandatory) = (self.sync, self.nodes.clone(), self.mandatory.clone());
+        let pid = self.spawn(link)?;
         wait_for(&nodes, sync).await;
+        let up = dist::nodes();
+        if let Some(missing) = mandatory
+            .iter()
+            .find(|n| **n != dist::this_node() && !up.contains(n))
+        {
+            if link {
+                crate::unlink(pid);
+            }
+            let mon = crate::monitor(pid);
+            pid.exit(crate::Reason::Shutdown);
+            crate::receive_if(move |d: &crate::Down| d.monitor == mon).await;
+            return Err(Error::NodeDown(*missing));
+        }
         Ok(pid)
     }
 

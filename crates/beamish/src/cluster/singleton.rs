@@ -82,32 +82,135 @@ pub const SINGLETON_CONFLICT: &str = "singleton_conflict";
 pub struct Singleton {
     name: Term,
     spec: ChildSpec,
-    nodes: Option<Vec<Atom>>,
+    start: StartWith,
+    /// Priority groups, best first (`None`: every node, by name).
+    nodes: Option<Vec<Vec<Atom>>>,
     intensity: u32,
     period: Duration,
     check: Duration,
     rank_delay: Duration,
+    failover_delay: Duration,
+    takeover: bool,
+    handoff: Option<HandoffFn>,
 }
+
+/// How an instance comes to run on a node, given to a start function set
+/// with [`Singleton::start_with`] (OTP's `StartType` of a distributed
+/// application: `normal`, `{failover, Node}`, `{takeover, Node}`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Start {
+    /// The first start in the cluster, or a restart after the instance
+    /// ended on its own node.
+    Normal,
+    /// The instance's node went down; `from` is that node.
+    Failover {
+        /// The node it ran on.
+        from: Atom,
+    },
+    /// A node of higher priority took the service over from `from`;
+    /// `state` is what the [`handoff`](Singleton::handoff) function
+    /// returned there.
+    Takeover {
+        /// The node it ran on.
+        from: Atom,
+        /// The state handed over, if any.
+        state: Option<Term>,
+    },
+}
+
+/// A start function that knows how the instance starts.
+pub type StartWith = Arc<dyn Fn(Start) -> crate::otp::supervisor::StartFuture + Send + Sync>;
+
+/// What runs on the old node in a takeover, before its instance stops:
+/// given the instance, the state to hand to the new one.
+pub type HandoffFn = Arc<
+    dyn Fn(Pid) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Term>> + Send>>
+        + Send
+        + Sync,
+>;
 
 impl Singleton {
     /// The service `spec`, registered globally as `name`. Restart
     /// intensity 3 in 5 s; checks every 500 ms; 100 ms between ranks.
     pub fn new(name: Term, spec: ChildSpec) -> Singleton {
+        let plain = spec.start.clone();
         Singleton {
             name,
             spec,
+            start: Arc::new(move |_| plain()),
             nodes: None,
             intensity: 3,
             period: Duration::from_secs(5),
             check: Duration::from_millis(500),
             rank_delay: Duration::from_millis(100),
+            failover_delay: Duration::ZERO,
+            takeover: false,
+            handoff: None,
         }
     }
 
     /// Only these nodes run the service, preferred in this order (for
-    /// failover and for which instance survives a heal).
-    pub fn nodes(mut self, nodes: impl IntoIterator<Item = Atom>) -> Singleton {
-        self.nodes = Some(nodes.into_iter().collect());
+    /// failover, takeover and which instance survives a heal).
+    pub fn nodes(self, nodes: impl IntoIterator<Item = Atom>) -> Singleton {
+        self.priority(nodes.into_iter().map(|n| vec![n]))
+    }
+
+    /// Only these nodes run the service, by priority groups, best first:
+    /// the nodes of one group have the same priority (OTP's `[N1, {N2,
+    /// N3}]`), and among them the smaller name goes first.
+    pub fn priority(mut self, groups: impl IntoIterator<Item = Vec<Atom>>) -> Singleton {
+        let mut seen = Vec::new();
+        let groups = groups
+            .into_iter()
+            .map(|mut g| {
+                g.retain(|n| !seen.contains(n));
+                g.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+                g.dedup();
+                seen.extend(g.iter().copied());
+                g
+            })
+            .filter(|g| !g.is_empty())
+            .collect();
+        self.nodes = Some(groups);
+        self
+    }
+
+    /// The start function, told how the instance starts (the spec's own
+    /// start is not used then; its id, restart and shutdown still are).
+    pub fn start_with<F, Fut>(mut self, start: F) -> Singleton
+    where
+        F: Fn(Start) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Pid, Error>> + Send + 'static,
+    {
+        self.start = Arc::new(move |how| Box::pin(start(how)));
+        self
+    }
+
+    /// How long the nodes wait for a node that went down to come back
+    /// before they fail its instance over (OTP's failover timeout of a
+    /// distributed application; default zero).
+    pub fn failover_delay(mut self, delay: Duration) -> Singleton {
+        self.failover_delay = delay;
+        self
+    }
+
+    /// With a node list: when a node of a better priority group than the
+    /// instance's comes up, it takes the service over (OTP's takeover).
+    pub fn takeover(mut self, on: bool) -> Singleton {
+        self.takeover = on;
+        self
+    }
+
+    /// What the old node's manager runs in a takeover before it stops its
+    /// instance: given the instance, the state to hand to the new one
+    /// (which gets it in [`Start::Takeover`]). A call to the instance is
+    /// the usual way.
+    pub fn handoff<F, Fut>(mut self, handoff: F) -> Singleton
+    where
+        F: Fn(Pid) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Option<Term>> + Send + 'static,
+    {
+        self.handoff = Some(Arc::new(move |pid| Box::pin(handoff(pid))));
         self
     }
 
@@ -165,13 +268,29 @@ impl Singleton {
     /// [`global`](crate::global::start) is not started; the error of the
     /// child's start when the first start here fails.
     pub async fn start_link(self) -> Result<Pid, Error> {
-        let parent = crate::try_self_pid().ok_or(Error::NotInProcess)?;
+        self.spawn(true).await
+    }
+
+    /// [`Singleton::start_link`] without the link: the manager runs until
+    /// it is stopped (an exit signal) or gives up.
+    ///
+    /// # Errors
+    /// As [`Singleton::start_link`].
+    pub async fn start(self) -> Result<Pid, Error> {
+        self.spawn(false).await
+    }
+
+    async fn spawn(self, link: bool) -> Result<Pid, Error> {
+        let caller = crate::try_self_pid().ok_or(Error::NotInProcess)?;
         crate::whereis(global::SERVER).ok_or_else(|| Error::UnknownName(global::SERVER.into()))?;
         let id = Ref::new();
-        let spawned = crate::SpawnOptions::new()
-            .link()
-            .trap_exit(true)
-            .spawn(async move { Manager::new(self, parent).run(Some(id)).await })?;
+        let mut opts = crate::SpawnOptions::new().trap_exit(true);
+        if link {
+            opts = opts.link();
+        }
+        let parent = link.then_some(caller);
+        let spawned =
+            opts.spawn(async move { Manager::new(self, caller, parent).run(Some(id)).await })?;
         let pid = spawned.pid;
         let mon = crate::monitor(pid);
         let got = crate::receive_match(move |m| {
@@ -184,7 +303,9 @@ impl Singleton {
             Ok(Settled { result: Ok(()), .. }) => Ok(pid),
             Ok(Settled { result: Err(e), .. }) => {
                 // The manager ends; its exit signal must not take the caller.
-                crate::unlink(pid);
+                if link {
+                    crate::unlink(pid);
+                }
                 Err(e)
             }
             Err(_) => Err(Error::NoProc(pid)),
@@ -201,6 +322,9 @@ struct Settled {
 /// The longest a manager waits for global's syncs in progress before it
 /// starts an instance.
 const SYNC_WAIT: Duration = Duration::from_secs(2);
+
+/// How long a takeover waits for the old node's manager to hand over.
+const HANDOFF_WAIT: Duration = Duration::from_secs(10);
 
 /// From a resolve method run here: our instance lost a clash.
 struct Lost {
@@ -221,9 +345,74 @@ enum State {
     Ended,
 }
 
+fn atom(name: &str) -> Term {
+    Term::Atom(Atom::new(name).unwrap_or(Atom::UNDEFINED))
+}
+
+/// The messages managers send each other (terms: they cross nodes).
+///
+/// - `{beamish_singleton_takeover, From, Ref, Instance}`: hand `Instance`
+///   over to the manager `From`;
+/// - `{beamish_singleton_handoff, Ref, {ok, none} | {ok, {state, S}} |
+///   not_running}`: the answer, sent once the instance has stopped.
+enum Peer {
+    Takeover {
+        from: Pid,
+        id: Term,
+        instance: Pid,
+    },
+    Handoff {
+        id: Term,
+        state: Result<Option<Term>, ()>,
+    },
+}
+
+impl Peer {
+    fn parse(t: &Term) -> Option<Peer> {
+        let items = t.as_tuple()?;
+        match items {
+            [Term::Atom(tag), Term::Pid(from), id, Term::Pid(instance)]
+                if tag.as_str() == "beamish_singleton_takeover" =>
+            {
+                Some(Peer::Takeover {
+                    from: *from,
+                    id: id.clone(),
+                    instance: *instance,
+                })
+            }
+            [Term::Atom(tag), id, answer] if tag.as_str() == "beamish_singleton_handoff" => {
+                let state = match answer.as_tuple() {
+                    Some([Term::Atom(ok), Term::Atom(none)])
+                        if ok.as_str() == "ok" && none.as_str() == "none" =>
+                    {
+                        Ok(None)
+                    }
+                    Some([Term::Atom(ok), st]) if ok.as_str() == "ok" => match st.as_tuple() {
+                        Some([Term::Atom(tag), s]) if tag.as_str() == "state" => {
+                            Ok(Some(s.clone()))
+                        }
+                        _ => Err(()),
+                    },
+                    _ => Err(()),
+                };
+                Some(Peer::Handoff {
+                    id: id.clone(),
+                    state,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 struct Manager {
     config: Singleton,
-    parent: Pid,
+    /// Who gets the first decision.
+    starter: Pid,
+    /// The linked parent, whose exit ends the manager.
+    parent: Option<Pid>,
+    /// How the next start here comes about.
+    next_start: Start,
     state: State,
     /// Restarts and failed starts within the period.
     history: VecDeque<Instant>,
@@ -237,10 +426,12 @@ struct Manager {
 }
 
 impl Manager {
-    fn new(config: Singleton, parent: Pid) -> Manager {
+    fn new(config: Singleton, starter: Pid, parent: Option<Pid>) -> Manager {
         Manager {
             config,
+            starter,
             parent,
+            next_start: Start::Normal,
             state: State::Vacant { at: Instant::now() },
             history: VecDeque::new(),
             failures: 0,
@@ -251,10 +442,14 @@ impl Manager {
     }
 
     fn group(&self) -> Term {
-        Term::Tuple(vec![
-            Term::Atom(Atom::new("beamish_singleton").unwrap_or(Atom::UNDEFINED)),
-            self.config.name.clone(),
-        ])
+        Term::Tuple(vec![atom("beamish_singleton"), self.config.name.clone()])
+    }
+
+    fn lock_id(&self) -> (Term, Term) {
+        (
+            Term::Tuple(vec![atom("beamish_singleton"), self.config.name.clone()]),
+            Term::Pid(crate::self_pid()),
+        )
     }
 
     async fn run(mut self, mut settle: Option<Ref>) {
@@ -276,7 +471,7 @@ impl Manager {
             if let Some(id) = settle
                 && (!matches!(self.state, State::Vacant { .. }) || self.rank().is_none())
             {
-                self.parent.send(Settled { id, result: Ok(()) });
+                self.starter.send(Settled { id, result: Ok(()) });
                 settle = None;
             }
             let wait = match self.state {
@@ -284,7 +479,12 @@ impl Manager {
                 _ => Duration::MAX,
             };
             let Some(msg) = crate::receive_match(|m| {
-                m.is::<Exit>() || m.is::<Down>() || m.is::<Tick>() || m.is::<Lost>()
+                m.is::<Exit>()
+                    || m.is::<Down>()
+                    || m.is::<Tick>()
+                    || m.is::<Lost>()
+                    || m.downcast_ref::<Term>()
+                        .is_some_and(|t| matches!(Peer::parse(t), Some(Peer::Takeover { .. })))
             })
             .timeout(wait)
             .await
@@ -317,6 +517,15 @@ impl Manager {
                 }
                 Err(m) => m,
             };
+            let msg = match msg.downcast::<Term>() {
+                Ok(t) => {
+                    if let Some(Peer::Takeover { from, id, instance }) = Peer::parse(&t) {
+                        self.hand_over(from, id, instance).await;
+                    }
+                    continue;
+                }
+                Err(m) => m,
+            };
             if msg.is::<Tick>() {
                 crate::send_after(crate::self_pid(), tick, Tick);
                 self.check().await;
@@ -335,7 +544,7 @@ impl Manager {
             .await;
         }
         if let Some(id) = settle {
-            self.parent.send(Settled {
+            self.starter.send(Settled {
                 id,
                 result: Err(Error::Exited(reason.clone())),
             });
@@ -343,32 +552,39 @@ impl Manager {
         crate::exit::<()>(reason).await;
     }
 
+    /// The priority group of `node` (`usize::MAX`: not listed; 0 for
+    /// every node without a list).
+    fn priority_of(nodes: Option<&[Vec<Atom>]>, node: Atom) -> usize {
+        match nodes {
+            Some(groups) => groups
+                .iter()
+                .position(|g| g.contains(&node))
+                .unwrap_or(usize::MAX),
+            None => 0,
+        }
+    }
+
     /// The nodes that may run the service and are up, best first.
     fn candidates(&self) -> Vec<Atom> {
         let me = dist::this_node();
         let up = dist::nodes();
-        match &self.config.nodes {
-            Some(list) => list
-                .iter()
-                .copied()
-                .filter(|n| *n == me || up.contains(n))
+        let mut v: Vec<Atom> = match &self.config.nodes {
+            Some(groups) => groups.iter().flatten().copied().collect(),
+            None if self.in_group => crate::pg::get_members(&self.group())
+                .into_iter()
+                .map(Pid::node)
+                .chain(std::iter::once(me))
                 .collect(),
-            None => {
-                let mut v: Vec<Atom> = if self.in_group {
-                    crate::pg::get_members(&self.group())
-                        .into_iter()
-                        .map(Pid::node)
-                        .filter(|n| *n == me || up.contains(n))
-                        .collect()
-                } else {
-                    up
-                };
-                v.push(me);
-                v.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-                v.dedup();
-                v
-            }
-        }
+            None => up.iter().copied().chain(std::iter::once(me)).collect(),
+        };
+        v.retain(|n| *n == me || up.contains(n));
+        let nodes = self.config.nodes.as_deref();
+        v.sort_by(|a, b| {
+            (Self::priority_of(nodes, *a), a.as_str())
+                .cmp(&(Self::priority_of(nodes, *b), b.as_str()))
+        });
+        v.dedup();
+        v
     }
 
     /// This node's place among the candidates (`None`: not eligible).
@@ -377,16 +593,10 @@ impl Manager {
         self.candidates().iter().position(|n| *n == me)
     }
 
-    /// Whether `a` ranks before `b` for the service: the order of the node
-    /// list, else the name order.
-    fn prefers(nodes: Option<&[Atom]>, a: Atom, b: Atom) -> bool {
-        if let Some(list) = nodes {
-            let pos = |n| list.iter().position(|x| *x == n).unwrap_or(usize::MAX);
-            if pos(a) != pos(b) {
-                return pos(a) < pos(b);
-            }
-        }
-        a.as_str() < b.as_str()
+    /// Whether `a` ranks before `b` for the service: the priority groups,
+    /// else the name order.
+    fn prefers(nodes: Option<&[Vec<Atom>]>, a: Atom, b: Atom) -> bool {
+        (Self::priority_of(nodes, a), a.as_str()) < (Self::priority_of(nodes, b), b.as_str())
     }
 
     /// Tries to become the instance's node (see the module docs).
@@ -413,26 +623,14 @@ impl Manager {
             };
             return Ok(());
         }
-        // While global syncs with a node, that node's instance is not in
-        // our table yet: wait for the sync (a bounded time: a node whose
-        // sync never ends must not keep the service down).
-        if let Ok(info) = global::info().await
-            && !info.syncing.is_empty()
-        {
-            let since = *self.vacant_since.get_or_insert_with(Instant::now);
-            if since.elapsed() < SYNC_WAIT {
-                self.state = State::Vacant {
-                    at: Instant::now() + Duration::from_millis(10),
-                };
-                return Ok(());
-            }
+        if !self.synced().await {
+            self.state = State::Vacant {
+                at: Instant::now() + Duration::from_millis(10),
+            };
+            return Ok(());
         }
         let nodes = global::all_nodes();
-        let resource = Term::Tuple(vec![
-            Term::Atom(Atom::new("beamish_singleton").unwrap_or(Atom::UNDEFINED)),
-            name.clone(),
-        ]);
-        let requester = Term::Pid(crate::self_pid());
+        let (resource, requester) = self.lock_id();
         if !global::set_lock(resource.clone(), requester.clone(), &nodes, Some(0))
             .await
             .unwrap_or(false)
@@ -444,44 +642,65 @@ impl Manager {
             return Ok(());
         }
         self.vacant_since = None;
-        let outcome = self.start_here(&name).await;
+        let how = std::mem::replace(&mut self.next_start, Start::Normal);
+        let outcome = self.start_here(&name, how).await;
         let _ = global::del_lock(resource, requester, &nodes).await;
         match outcome {
             Ok(()) => Ok(()),
-            Err(e) => {
-                tracing::warn!(name = %name, error = %e, "singleton: start failed");
-                let now = Instant::now();
-                if self.over_intensity(now) {
-                    return Err(Reason::other(format!(
-                        "singleton {name}: too many failed starts, last: {e}"
-                    )));
-                }
-                if let Some(id) = settle.take() {
-                    // The first start failed: the caller of start_link
-                    // gets the error (as a supervisor's start does).
-                    self.parent.send(Settled { id, result: Err(e) });
-                    crate::unlink(self.parent);
-                    crate::exit::<()>(Reason::Shutdown).await;
-                }
-                let wait = Duration::from_millis(100)
-                    .saturating_mul(1 << self.failures.min(6))
-                    .min(Duration::from_secs(5));
-                self.failures += 1;
-                self.state = State::Vacant { at: now + wait };
-                Ok(())
-            }
+            Err(e) => self.start_failed(settle, e).await,
         }
+    }
+
+    /// While global syncs with a node, that node's instance is not in our
+    /// table yet: false while such a sync goes on, for at most
+    /// [`SYNC_WAIT`] (a node whose sync never ends must not keep the
+    /// service down).
+    async fn synced(&mut self) -> bool {
+        match global::info().await {
+            Ok(info) if !info.syncing.is_empty() => {
+                let since = *self.vacant_since.get_or_insert_with(Instant::now);
+                since.elapsed() >= SYNC_WAIT
+            }
+            _ => true,
+        }
+    }
+
+    /// A start here failed: back off, or give up past the intensity.
+    async fn start_failed(&mut self, settle: &mut Option<Ref>, e: Error) -> Result<(), Reason> {
+        let name = self.config.name.clone();
+        tracing::warn!(name = %name, error = %e, "singleton: start failed");
+        let now = Instant::now();
+        if self.over_intensity(now) {
+            return Err(Reason::other(format!(
+                "singleton {name}: too many failed starts, last: {e}"
+            )));
+        }
+        if let Some(id) = settle.take() {
+            // The first start failed: the caller of start_link gets the
+            // error (as a supervisor's start does).
+            self.starter.send(Settled { id, result: Err(e) });
+            if let Some(parent) = self.parent {
+                crate::unlink(parent);
+            }
+            crate::exit::<()>(Reason::Shutdown).await;
+        }
+        let wait = Duration::from_millis(100)
+            .saturating_mul(1 << self.failures.min(6))
+            .min(Duration::from_secs(5));
+        self.failures += 1;
+        self.state = State::Vacant { at: now + wait };
+        Ok(())
     }
 
     /// Under the lock: start the child here and register it, unless an
     /// instance appeared meanwhile.
-    async fn start_here(&mut self, name: &Term) -> Result<(), Error> {
+    async fn start_here(&mut self, name: &Term, how: Start) -> Result<(), Error> {
         if global::whereis_name(name).is_some() {
             // Registered while we took the lock: acquire looks again.
             self.state = State::Vacant { at: Instant::now() };
             return Ok(());
         }
-        let child = (self.config.spec.start)().await?;
+        let child = (self.config.start)(how.clone()).await?;
         let nodes = self.config.nodes.clone();
         let manager = crate::self_pid();
         let resolve = Resolve::custom(move |_, p1, p2| {
@@ -501,7 +720,7 @@ impl Manager {
             Ok(()) => {
                 self.failures = 0;
                 self.state = State::Running { child };
-                tracing::info!(name = %name, pid = %child, "singleton: started here");
+                tracing::info!(name = %name, pid = %child, start = ?how, "singleton: started here");
                 Ok(())
             }
             Err(e) => {
@@ -513,6 +732,7 @@ impl Manager {
                 .await;
                 match e {
                     Error::NameTaken(_) => {
+                        self.next_start = how;
                         self.state = State::Vacant {
                             at: Instant::now() + Duration::from_millis(10),
                         };
@@ -562,7 +782,7 @@ impl Manager {
     }
 
     async fn on_exit(&mut self, exit: Exit) -> Result<(), Reason> {
-        if exit.from == self.parent {
+        if Some(exit.from) == self.parent {
             return Err(exit.reason);
         }
         let State::Running { child } = self.state else {
@@ -584,12 +804,13 @@ impl Manager {
                 exit.reason
             )));
         }
+        self.next_start = Start::Normal;
         self.state = State::Vacant { at: Instant::now() };
         Ok(())
     }
 
     fn on_down(&mut self, down: Down) {
-        let State::Watching { mon, .. } = self.state else {
+        let State::Watching { pid, mon } = self.state else {
             return;
         };
         if down.monitor != mon {
@@ -598,10 +819,13 @@ impl Manager {
         let step = self.config.rank_delay;
         let rank = u32::try_from(self.rank().unwrap_or(0)).unwrap_or(u32::MAX);
         let at = if down.reason == Reason::NoConnection {
-            // Its node is gone: take over in rank order.
-            Instant::now() + step.saturating_mul(rank)
+            // Its node is gone: after the failover delay (in which the node
+            // may come back), take over in rank order.
+            self.next_start = Start::Failover { from: pid.node() };
+            Instant::now() + self.config.failover_delay + step.saturating_mul(rank)
         } else if self.config.spec.restart.restarts_after(&down.reason) {
             // Its manager restarts it; step in only if it does not.
+            self.next_start = Start::Normal;
             Instant::now() + self.config.check + step.saturating_mul(rank)
         } else {
             self.state = State::Ended;
@@ -610,7 +834,7 @@ impl Manager {
         self.state = State::Vacant { at };
     }
 
-    /// The periodic comparison with the name table.
+    /// The periodic comparison with the name table, and the takeover.
     async fn check(&mut self) {
         match self.state {
             State::Running { child } => {
@@ -624,6 +848,8 @@ impl Manager {
                     self.state = State::Vacant {
                         at: Instant::now() + self.config.rank_delay,
                     };
+                } else if self.should_take_over(pid) {
+                    self.take_over(pid).await;
                 }
             }
             State::Ended => {
@@ -633,6 +859,122 @@ impl Manager {
             }
             State::Vacant { .. } => {}
         }
+    }
+
+    /// Whether this node should take the instance `pid` over: takeover is
+    /// on, this node is the best candidate, and of a better priority group
+    /// than the instance's node.
+    fn should_take_over(&self, pid: Pid) -> bool {
+        let nodes = self.config.nodes.as_deref();
+        self.config.takeover
+            && nodes.is_some()
+            && self.rank() == Some(0)
+            && Self::priority_of(nodes, dist::this_node()) < Self::priority_of(nodes, pid.node())
+    }
+
+    /// The takeover, on the new node: under the lock, the old node's
+    /// manager hands the state over and stops its instance; then ours
+    /// starts with [`Start::Takeover`].
+    async fn take_over(&mut self, pid: Pid) {
+        let from = pid.node();
+        let Some(old) = crate::pg::get_members(&self.group())
+            .into_iter()
+            .find(|m| m.node() == from)
+        else {
+            return;
+        };
+        if !self.synced().await {
+            return;
+        }
+        let nodes = global::all_nodes();
+        let (resource, requester) = self.lock_id();
+        if !global::set_lock(resource.clone(), requester.clone(), &nodes, Some(0))
+            .await
+            .unwrap_or(false)
+        {
+            return;
+        }
+        tracing::info!(name = %self.config.name, %from, "singleton: taking over");
+        let id = Term::Ref(crate::dist::ExtRef::from(Ref::new()));
+        let mon = crate::monitor(old);
+        old.send(Term::Tuple(vec![
+            atom("beamish_singleton_takeover"),
+            Term::Pid(crate::self_pid()),
+            id.clone(),
+            Term::Pid(pid),
+        ]));
+        let answer = crate::receive_match(|m| {
+            m.downcast_ref::<Term>().is_some_and(
+                |t| matches!(Peer::parse(t), Some(Peer::Handoff { id: i, .. }) if i == id),
+            ) || m.downcast_ref::<Down>().is_some_and(|d| d.monitor == mon)
+        })
+        .timeout(HANDOFF_WAIT)
+        .await;
+        crate::demonitor_flush(mon);
+        let state = match answer.map(|m| m.downcast::<Term>()) {
+            Some(Ok(t)) => match Peer::parse(&t) {
+                Some(Peer::Handoff { state: Ok(s), .. }) => Some(s),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(state) = state {
+            // The old instance has stopped; its name goes when global sees
+            // it end.
+            let deadline = Instant::now() + HANDOFF_WAIT;
+            while global::whereis_name(&self.config.name) == Some(pid) && Instant::now() < deadline
+            {
+                crate::sleep(Duration::from_millis(5)).await;
+            }
+            if let State::Watching { mon, .. } = self.state {
+                crate::demonitor_flush(mon);
+            }
+            let name = self.config.name.clone();
+            let how = Start::Takeover { from, state };
+            self.state = State::Vacant { at: Instant::now() };
+            if let Err(e) = self.start_here(&name, how).await {
+                tracing::warn!(name = %name, error = %e, "singleton: start after takeover failed");
+                self.state = State::Vacant {
+                    at: Instant::now() + self.config.rank_delay,
+                };
+            }
+        } else {
+            tracing::info!(name = %self.config.name, %from, "singleton: takeover refused or timed out");
+        }
+        let _ = global::del_lock(resource, requester, &nodes).await;
+    }
+
+    /// The takeover, on the old node: hand the state over, stop the
+    /// instance with `{shutdown, takeover}`, answer.
+    async fn hand_over(&mut self, from: Pid, id: Term, instance: Pid) {
+        let answer = match self.state {
+            State::Running { child } if child == instance => {
+                let state = match &self.config.handoff {
+                    Some(f) => f(child).await,
+                    None => None,
+                };
+                crate::otp::supervisor::shutdown_child_with(
+                    child,
+                    self.config.spec.shutdown,
+                    Reason::ShutdownWith("takeover".into()),
+                )
+                .await;
+                tracing::info!(name = %self.config.name, to = %from.node(), "singleton: handed over");
+                self.state = State::Vacant {
+                    at: Instant::now() + self.config.check,
+                };
+                match state {
+                    Some(s) => Term::Tuple(vec![atom("ok"), Term::Tuple(vec![atom("state"), s])]),
+                    None => Term::Tuple(vec![atom("ok"), atom("none")]),
+                }
+            }
+            _ => atom("not_running"),
+        };
+        from.send(Term::Tuple(vec![
+            atom("beamish_singleton_handoff"),
+            id,
+            answer,
+        ]));
     }
 
     /// Our child no longer holds the name: another instance won a clash
@@ -674,16 +1016,34 @@ mod tests {
         let (a, b, c) = (atom("a@h"), atom("b@h"), atom("c@h"));
         assert!(Manager::prefers(None, a, b));
         assert!(!Manager::prefers(None, c, b));
-        let list = [c, a];
-        assert!(Manager::prefers(Some(&list), c, a));
+        let list = [vec![c], vec![a]];
+        assert!(Manager::prefers(Some(&list[..]), c, a));
         assert!(
-            Manager::prefers(Some(&list), a, b),
+            Manager::prefers(Some(&list[..]), a, b),
             "listed before unlisted"
         );
         assert!(
-            Manager::prefers(Some(&list), b, atom("d@h")),
+            Manager::prefers(Some(&list[..]), b, atom("d@h")),
             "unlisted: by name"
         );
+        // One group: equal priority, the name decides.
+        let equal = [vec![c, b]];
+        assert!(Manager::prefers(Some(&equal[..]), b, c));
+        assert_eq!(Manager::priority_of(Some(&list[..]), a), 1);
+        assert_eq!(Manager::priority_of(Some(&list[..]), b), usize::MAX);
+    }
+
+    #[test]
+    fn priority_groups_drop_repeated_nodes() {
+        let (a, b, c) = (atom("a@h"), atom("b@h"), atom("c@h"));
+        let spec = ChildSpec::worker("w", || async { Ok(crate::spawn_link(async {})) });
+        let s = Singleton::new(Term::atom("w").unwrap(), spec).priority([
+            vec![c],
+            vec![b, a, c],
+            vec![],
+            vec![a],
+        ]);
+        assert_eq!(s.nodes, Some(vec![vec![c], vec![a, b]]));
     }
 
     #[test]

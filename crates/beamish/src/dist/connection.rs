@@ -441,10 +441,7 @@ async fn run(
         p.up = true;
     }
     tracing::info!(%node, "connected");
-    let subscribers = st.subscribers.lock().clone();
-    for pid in subscribers {
-        pid.send(NodeUp { node });
-    }
+    report_up(st, node, me);
     let mut c = Conn {
         st,
         node,
@@ -1370,9 +1367,40 @@ fn notify(st: &NodeState, node: Atom, tables: Tables, was_up: bool) {
         pid.send(NodeDown { node });
     }
     if was_up {
-        let subscribers = st.subscribers.lock().clone();
-        for pid in subscribers {
+        report_down(st, node, crate::try_self_pid());
+    }
+}
+
+/// Tells the `monitor_nodes` subscribers that `conn`'s connection to
+/// `node` is up. Events of one node reach them in order, up and down in
+/// turn, whichever connection process reports them: a connection that
+/// comes up before its predecessor has reported its end reports that end
+/// first (and the predecessor then reports nothing).
+fn report_up(st: &NodeState, node: Atom, conn: Pid) {
+    let mut reported = st.reported.lock();
+    let subscribers = st.subscribers.lock().clone();
+    if reported.insert(node, conn).is_some_and(|old| old != conn) {
+        for pid in &subscribers {
             pid.send(NodeDown { node });
         }
+    }
+    for pid in subscribers {
+        pid.send(NodeUp { node });
+    }
+}
+
+/// The end of `conn`'s connection to `node`, for the subscribers, unless a
+/// successor has reported it already (see [`report_up`]).
+fn report_down(st: &NodeState, node: Atom, conn: Option<Pid>) {
+    let mut reported = st.reported.lock();
+    match (reported.get(&node), conn) {
+        (Some(c), Some(me)) if *c != me => return,
+        (None, _) => return,
+        _ => {}
+    }
+    reported.remove(&node);
+    let subscribers = st.subscribers.lock().clone();
+    for pid in subscribers {
+        pid.send(NodeDown { node });
     }
 }

@@ -174,6 +174,9 @@ pub(crate) struct NodeState {
     pub(crate) peers: RwLock<FxHashMap<Atom, Peer>>,
     /// Processes that called `monitor_nodes(true)`.
     pub(crate) subscribers: Mutex<Vec<Pid>>,
+    /// The connection whose `NodeUp` the subscribers last got, per node
+    /// (the order of node events; see `connection::report_up`).
+    pub(crate) reported: Mutex<FxHashMap<Atom, Pid>>,
     /// The functions other nodes may call (`beamish::rpc::register`).
     pub(crate) functions: RwLock<FxHashMap<(Atom, Atom), super::rpc::RpcFn>>,
 }
@@ -234,6 +237,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeInfo, Error> {
         handle,
         peers: RwLock::new(FxHashMap::default()),
         subscribers: Mutex::new(Vec::new()),
+        reported: Mutex::new(FxHashMap::default()),
         functions: RwLock::new(FxHashMap::default()),
     });
     if NODE.set(state.clone()).is_err() {

@@ -9,13 +9,14 @@
 //! arrives).
 //!
 //! `multi_call` sends `{'$gen_call', {Self, {Ref, Node}}, Request}` to
-//! `{Name, Node}` for every node, watches the nodes with `monitor_node`, and
-//! collects `{{Ref, Node}, Reply}` until every node has answered or gone
-//! down, or the time is up (the late nodes count as bad, as OTP's).
+//! `{Name, Node}` for every node, monitors each `{Name, Node}`, and
+//! collects `{{Ref, Node}, Reply}` until every node has answered, gone
+//! down or shown it runs no such server, or the time is up (the late
+//! nodes count as bad, as OTP's).
 
 use std::time::{Duration, Instant};
 
-use crate::dist::{self, Atom, NodeDown, Term};
+use crate::dist::{self, Atom, NameDown, Term};
 use crate::{Pid, Ref};
 
 /// The `{Pid, Tag}` of a `$gen_call`.
@@ -78,22 +79,22 @@ pub(crate) async fn multi_call(
     let me = crate::self_pid();
     let here = dist::this_node();
     let base = Term::from(Ref::new());
-    let mut waiting: Vec<Atom> = Vec::with_capacity(nodes.len());
+    // Each server is monitored by name, as OTP's multi_call does: a node
+    // that is down, or runs no such server, counts as bad at once.
+    let mut waiting: Vec<(Atom, Ref)> = Vec::with_capacity(nodes.len());
     let mut bad = Vec::new();
     for &node in nodes {
-        if waiting.contains(&node) {
+        if waiting.iter().any(|(n, _)| *n == node) {
             continue;
         }
         if node == here && crate::whereis(name.as_str()).is_none() {
             bad.push(node);
             continue;
         }
-        if node != here {
-            dist::monitor_node(node, true);
-        }
+        let mon = dist::monitor_name(name, node);
         let tag = Term::tuple(vec![base.clone(), Term::Atom(node)]);
         dist::send_named(name, node, call_message(me, tag, request.clone()));
-        waiting.push(node);
+        waiting.push((node, mon));
     }
     let mut replies = Vec::with_capacity(waiting.len());
     let deadline = Instant::now() + timeout;
@@ -101,36 +102,38 @@ pub(crate) async fn multi_call(
         let left = deadline.saturating_duration_since(Instant::now());
         let got = crate::receive_match(|m| {
             if let Some(t) = m.downcast_ref::<Term>() {
-                return reply_node(t, &base).is_some_and(|n| waiting.contains(&n));
+                return reply_node(t, &base).is_some_and(|n| waiting.iter().any(|(w, _)| *w == n));
             }
-            m.downcast_ref::<NodeDown>()
-                .is_some_and(|d| waiting.contains(&d.node))
+            m.downcast_ref::<NameDown>()
+                .is_some_and(|d| waiting.iter().any(|(_, r)| *r == d.monitor))
         })
         .timeout(left)
         .await;
         let Some(msg) = got else { break };
         match msg.downcast::<Term>() {
             Ok(t) => {
-                if let (Some(node), Some([_, answer])) = (reply_node(&t, &base), t.as_tuple()) {
-                    waiting.retain(|n| *n != node);
-                    if node != here {
-                        dist::monitor_node(node, false);
-                    }
+                if let (Some(node), Some([_, answer])) = (reply_node(&t, &base), t.as_tuple())
+                    && let Some(i) = waiting.iter().position(|(n, _)| *n == node)
+                {
+                    let (node, mon) = waiting.swap_remove(i);
+                    dist::demonitor_name(mon, node);
+                    crate::demonitor_flush_info(mon);
                     replies.push((node, answer.clone()));
                 }
             }
             Err(msg) => {
-                if let Ok(down) = msg.downcast::<NodeDown>() {
-                    waiting.retain(|n| *n != down.node);
-                    bad.push(down.node);
+                if let Ok(down) = msg.downcast::<NameDown>()
+                    && let Some(i) = waiting.iter().position(|(_, r)| *r == down.monitor)
+                {
+                    let (node, _) = waiting.swap_remove(i);
+                    bad.push(node);
                 }
             }
         }
     }
-    for node in waiting {
-        if node != here {
-            dist::monitor_node(node, false);
-        }
+    for (node, mon) in waiting {
+        dist::demonitor_name(mon, node);
+        crate::demonitor_flush_info(mon);
         bad.push(node);
     }
     (replies, bad)

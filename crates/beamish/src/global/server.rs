@@ -93,6 +93,9 @@ pub(crate) struct Server {
     resolvers: HashMap<Atom, Resolver>,
     monitors: HashMap<Ref, Watch>,
     callbacks: HashMap<Term, (Pid, ResolveFn)>,
+    /// Monitors of the name servers of nodes we sync with: a node that runs
+    /// none (a beamish node that never started global) is no sync partner.
+    probes: HashMap<Ref, Atom>,
     /// `{NodeA, NodeB}` of `lost_connection` -> (creation, op id, until).
     lost: HashMap<(Atom, Atom), (Term, Term, std::time::Instant)>,
     next_tag: i64,
@@ -123,6 +126,7 @@ pub(crate) async fn run(
         resolvers: HashMap::new(),
         monitors: HashMap::new(),
         callbacks: HashMap::new(),
+        probes: HashMap::new(),
         lost: HashMap::new(),
         next_tag: 0,
         next_op: 0,
@@ -162,6 +166,10 @@ impl Server {
         };
         let msg = match msg.downcast::<NodeUp>() {
             Ok(u) => return self.nodeup(u.node),
+            Err(m) => m,
+        };
+        let msg = match msg.downcast::<dist::NameDown>() {
+            Ok(d) => return self.probe_down(d),
             Err(m) => m,
         };
         match msg.downcast::<NodeDown>() {
@@ -446,7 +454,14 @@ impl Server {
                 }
                 self.pending.insert(node, his_vsn);
             }
-            None => session.pre_connect = Some((his_vsn, his_tag, his_locker)),
+            None => {
+                session.pre_connect = Some((his_vsn, his_tag, his_locker));
+                // A node already connected whose name server started late
+                // (we found none at its nodeup): sync with it now.
+                if !self.resolvers.contains_key(&node) && dist::nodes().contains(&node) {
+                    self.nodeup(node);
+                }
+            }
         }
     }
 
@@ -753,8 +768,27 @@ impl Server {
                 pid: None,
             },
         );
+        self.probes.retain(|_, n| *n != node);
+        self.probes
+            .insert(dist::monitor_name(atom(SERVER), node), node);
         if let Some((his_vsn, his_tag, his_locker)) = pre {
             self.init_connect(his_vsn.min(VSN), node, his_tag, his_vsn, his_locker);
+        }
+    }
+
+    /// The name server of a node we sync with is gone (or never ran):
+    /// the node takes no part in global, so no sync with it is pending.
+    fn probe_down(&mut self, d: dist::NameDown) {
+        let Some(node) = self.probes.remove(&d.monitor) else {
+            return;
+        };
+        if d.reason == crate::Reason::NoProc && !self.known.contains_key(&node) {
+            tracing::info!(%node, "global: the node runs no global name server");
+            let tag = self.my_tag(node);
+            self.cancel_locker(node, tag, Vec::new());
+            self.sessions.remove(&node);
+            self.pending.remove(&node);
+            self.resolvers.remove(&node);
         }
     }
 
@@ -762,6 +796,7 @@ impl Server {
         if node == self.node {
             return;
         }
+        self.probes.retain(|_, n| *n != node);
         let tag = self.my_tag(node);
         self.cancel_locker(node, tag, Vec::new());
         self.locker.send(LockerMsg::RemoveFromKnown(node));
@@ -882,7 +917,14 @@ impl Server {
                             )
                         })
                         .collect(),
-                    syncing: self.resolvers.keys().copied().collect(),
+                    // A resolver entry stays after its sync; the node is in
+                    // sync once it is known.
+                    syncing: self
+                        .resolvers
+                        .keys()
+                        .filter(|n| !self.known.contains_key(n))
+                        .copied()
+                        .collect(),
                 };
                 drop(t);
                 reply.send(ApiReply {
