@@ -8,10 +8,14 @@
 //! - `beamish_bench:echo(X)` → `X`, a Rust function for `erpc:call`;
 //! - for `cluster`: `global` and the default `pg` scope running, the global
 //!   name `{bench_node, Node}`, and `pg:get_members(Group)` answered to
-//!   erpc (a Rust function under Erlang's name, reading beamish's pg).
+//!   erpc (a Rust function under Erlang's name, reading beamish's pg);
+//! - for `failover`: `fo_counter`, a [`Singleton`] registered globally
+//!   (`where` → the node it runs on, `incr` → the next integer), and
+//!   `global:whereis_name(Name)` answered to erpc.
 
+use beamish::cluster::Singleton;
 use beamish::dist::{Atom, Term};
-use beamish::otp::{self, Codec, GenServer, Reply, ReplyTo, StartOptions};
+use beamish::otp::{self, ChildSpec, Codec, GenServer, Reply, ReplyTo, StartOptions};
 use beamish::rpc::{self, Exception};
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +62,35 @@ impl GenServer for BenchKv {
     }
 }
 
+/// The global name of the `failover` workload's singleton.
+pub const FO_COUNTER: &str = "fo_counter";
+
+/// The `failover` singleton: `where` → this node, `incr` → the next
+/// integer (from 1 with each instance); its requests are terms, so erl
+/// calls it too.
+struct FoCounter(i64);
+
+impl GenServer for FoCounter {
+    type Call = Term;
+    type Reply = Term;
+    type Cast = ();
+
+    async fn handle_call(&mut self, request: Term, _: ReplyTo<Term>) -> Reply<Term> {
+        Reply::reply(match &request {
+            Term::Atom(a) if a.as_str() == "where" => Term::Atom(beamish::dist::this_node()),
+            Term::Atom(a) if a.as_str() == "incr" => {
+                self.0 += 1;
+                Term::Int(self.0)
+            }
+            _ => Term::Atom(Atom::BADARG),
+        })
+    }
+
+    fn codec() -> Option<Codec<FoCounter>> {
+        Some(Codec::wire())
+    }
+}
+
 /// The one argument of a call, or `badarg`.
 fn one_arg(args: Vec<Term>) -> Result<Term, Exception> {
     match <[Term; 1]>::try_from(args) {
@@ -82,8 +115,22 @@ pub async fn start() -> Result<(), beamish::Error> {
                 .collect(),
         ))
     })?;
+    rpc::register("global", "whereis_name", |args: Vec<Term>| async move {
+        let name = one_arg(args)?;
+        Ok(beamish::global::whereis_name(&name).map_or(Term::Atom(Atom::UNDEFINED), Term::Pid))
+    })?;
     beamish::global::start().await?;
     beamish::pg::start()?;
+    let counter = ChildSpec::worker(FO_COUNTER, || async {
+        let s = otp::start_with(FoCounter(0), StartOptions::new().link().trap_exit(true)).await?;
+        Ok(s.pid())
+    });
+    let name =
+        Term::Atom(Atom::new(FO_COUNTER).map_err(|e| beamish::Error::Config(e.to_string()))?);
+    Singleton::new(name, counter)
+        .intensity(100, std::time::Duration::from_secs(1))
+        .start()
+        .await?;
     let me = Term::Tuple(vec![
         Term::Atom(Atom::new("bench_node").map_err(|e| beamish::Error::Config(e.to_string()))?),
         Term::Atom(beamish::dist::this_node()),

@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use beamish::dist::NodeConfig;
+use beamish::cluster::Membership;
+use beamish::dist::{Atom, NodeConfig};
 use clap::Args;
 
 #[path = "../../beamish/examples/interop_node/echo.rs"]
@@ -36,6 +37,10 @@ pub struct NodeOpts {
     /// the `bench_kv` GenServer and the Rust function `beamish_bench:echo/1`.
     #[arg(long)]
     bench_services: bool,
+    /// Nodes to keep connected (comma-separated `name@host`): tried at
+    /// start and again with back-off while they are down.
+    #[arg(long, value_delimiter = ',')]
+    peers: Vec<String>,
 }
 
 /// Runs the node until the process is killed.
@@ -65,7 +70,17 @@ pub fn main(opts: NodeOpts) -> ExitCode {
             config = config.epmd_port(port);
         }
         let bench = opts.bench_services;
+        let peers = opts.peers;
         echo::serve(config, async move {
+            if !peers.is_empty() {
+                let mut members = Membership::new().sync_timeout(Duration::from_secs(1));
+                for p in &peers {
+                    let node = Atom::new(p.trim())
+                        .map_err(|e| beamish::Error::Config(format!("bad peer {p:?}: {e}")))?;
+                    members = members.node(node);
+                }
+                members.start().await?;
+            }
             match bench {
                 true => crate::bench_services::start().await,
                 false => Ok(()),

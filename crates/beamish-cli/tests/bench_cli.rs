@@ -256,7 +256,8 @@ fn list_runs_nothing() {
             "dist",
             "gen_call",
             "erpc",
-            "cluster"
+            "cluster",
+            "failover"
         ]
     );
 }
@@ -370,4 +371,53 @@ fn otp_workloads_at_tiny_sizes() {
             }
         }
     }
+}
+
+/// `failover` at a tiny size (two kills and a partition round, tick time
+/// 1 s): beamish↔beamish gives its figures; erl↔erl a result or a skip;
+/// never an error. No timing asserted.
+#[test]
+fn failover_at_a_tiny_size() {
+    let out = beamish(&[
+        "bench",
+        "failover",
+        "kills=2",
+        "heal=1",
+        "ticktime=1",
+        "rate=200",
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines = lines(&out);
+    for (runtime, peer) in [("beamish", "beamish"), ("erl", "erl")] {
+        let l = lines
+            .iter()
+            .find(|l| {
+                l.bench == "failover"
+                    && l.runtime == runtime
+                    && l.keys.get("peer").map(String::as_str) == Some(peer)
+            })
+            .unwrap_or_else(|| panic!("no failover {runtime}/{peer} line: {lines:?}"));
+        assert!(!l.keys.contains_key("error"), "{l:?}");
+        if l.keys.contains_key("skipped") {
+            assert_eq!(runtime, "erl", "{l:?}");
+            continue;
+        }
+        assert_eq!((num(l, "kills"), num(l, "rate")), (2.0, 200.0), "{l:?}");
+        let (lo, mid, hi) = (
+            num(l, "window_min_ms"),
+            num(l, "window_median_ms"),
+            num(l, "window_max_ms"),
+        );
+        assert!(0.0 <= lo && lo <= mid && mid <= hi, "{l:?}");
+        assert!(num(l, "failed_max") >= num(l, "failed_median"), "{l:?}");
+        assert!(num(l, "heal_ms") >= 0.0, "{l:?}");
+    }
+    assert!(
+        !lines.iter().any(|l| l.bench == "failover"
+            && l.runtime == "beamish"
+            && l.keys.get("peer").map(String::as_str) == Some("erl")),
+        "no mixed pair: {lines:?}"
+    );
 }

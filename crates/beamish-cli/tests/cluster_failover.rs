@@ -10,9 +10,10 @@
 //! that a takeover hands over), and Rust functions the test calls with
 //! erpc (`fo:whereis/1`, `fo:call_where/0`, `fo:flap/2`, `fo:nodes/0`,
 //! `fo:shop/1`). The test's own node runs neither `global` nor any
-//! service: it only drives the children with erpc. (Its `net_ticktime` is
-//! the default 60 s, the children's 4 s in the partition rounds; OTP wants
-//! one tick time in a cluster, so it stays out of the children's global.)
+//! service: it only drives the children with erpc. Every node ticks with
+//! `net_ticktime` 4 s: a cluster must share one tick time (a node that
+//! ticks slower is dropped by the others, and keeps half-open connections
+//! to a stopped node).
 //!
 //! The file has its own `main` (`harness = false`); arguments that do not
 //! start with `-` filter the scenarios by name.
@@ -36,9 +37,10 @@ use serde::{Deserialize, Serialize};
 const CHILD_ENV: &str = "BEAMISH_FO_CHILD";
 const EPMD_ENV: &str = "BEAMISH_FO_EPMD";
 const PEERS_ENV: &str = "BEAMISH_FO_PEERS";
-const TICK_ENV: &str = "BEAMISH_FO_TICK";
 const APP_ENV: &str = "BEAMISH_FO_APP";
 const DOOMED_ENV: &str = "BEAMISH_FO_DOOMED";
+/// `basename:host`: a host name seed of the child's membership.
+const HOST_ENV: &str = "BEAMISH_FO_HOST";
 
 // ------------------------------------------------------------ the services
 
@@ -294,9 +296,7 @@ fn child(name: &str, epmd_port: u16) {
     let mut config = NodeConfig::new(name, COOKIE)
         .epmd_port(epmd_port)
         .embedded_epmd(false);
-    if let Some(t) = std::env::var(TICK_ENV).ok().and_then(|t| t.parse().ok()) {
-        config = config.net_ticktime(Duration::from_secs(t));
-    }
+    config = config.net_ticktime(Duration::from_secs(TICKTIME));
     let peers: Vec<Atom> = std::env::var(PEERS_ENV)
         .unwrap_or_default()
         .split(',')
@@ -305,12 +305,17 @@ fn child(name: &str, epmd_port: u16) {
         .collect();
     let app = std::env::var(APP_ENV).ok();
     let doomed = std::env::var(DOOMED_ENV).is_ok();
+    let host = std::env::var(HOST_ENV).ok();
     let out = rt.block_on(async move {
         dist::start(config).await.expect("dist::start");
         global::start().await.expect("global");
         pg::start().expect("pg");
         register_functions();
-        Membership::new()
+        let mut members = Membership::new();
+        if let Some((basename, host)) = host.as_deref().and_then(|h| h.split_once(':')) {
+            members = members.host(basename, host);
+        }
+        members
             .nodes(peers)
             .backoff(Duration::from_millis(50), Duration::from_millis(500))
             .sync_timeout(Duration::from_secs(1))
@@ -394,8 +399,12 @@ fn start_child(spec: &Spec) -> Child {
     Child::start(&spec.name, cmd)
 }
 
+/// The tick time of every node of these tests, the test's own included
+/// (a cluster must share one).
+const TICKTIME: u64 = 4;
+
 fn world() -> &'static common::World {
-    common::world("failover_test")
+    common::world_with_ticktime("failover_test", Duration::from_secs(TICKTIME))
 }
 
 // ------------------------------------------------------------ helpers
@@ -642,7 +651,7 @@ fn random_rounds_on_five_nodes() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(20);
     let names = names("round", 5);
-    let specs = specs(&names, &[(TICK_ENV, "4".into())]);
+    let specs = specs(&names, &[]);
     let mut children: Vec<Child> = specs.iter().map(start_child).collect();
     let nodes: Vec<Atom> = names.iter().map(|n| a(n)).collect();
     let seed = std::env::var("BEAMISH_FO_SEED")
@@ -841,6 +850,66 @@ async fn shop_incr(via: Atom) {
     assert!(matches!(got, Ok(Term::Int(_))), "incr: {got:?}");
 }
 
+/// A member found by a host name (`basename@address` for each address
+/// `localhost` resolves to): the second node connects to the first with
+/// no node list, and they share one instance.
+fn a_host_name_seed_finds_the_node() {
+    let first = format!("seed_{}", std::process::id());
+    let a_spec = Spec {
+        name: format!("{first}@127.0.0.1"),
+        env: vec![],
+    };
+    let b_spec = Spec {
+        name: node_name(&unique_name("seeker")),
+        env: vec![(HOST_ENV, format!("{first}:localhost"))],
+    };
+    let a_child = start_child(&a_spec);
+    let b_child = start_child(&b_spec);
+    let nodes = vec![a_child.node, b_child.node];
+    run_with(&[&a_child, &b_child], async move {
+        let t0 = Instant::now();
+        loop {
+            let r =
+                rpc::call_timeout(nodes[1], "fo", "nodes", vec![], Duration::from_secs(2)).await;
+            if matches!(&r, Ok(Term::List(ns)) if ns.contains(&Term::Atom(nodes[0]))) {
+                break;
+            }
+            assert!(
+                t0.elapsed() < WAIT,
+                "{} never connected to {}: {r:?}",
+                nodes[1],
+                nodes[0]
+            );
+            beamish::sleep(Duration::from_millis(20)).await;
+        }
+        converge(&nodes, &probe_name(), Duration::from_secs(5)).await;
+    });
+}
+
+/// Two nodes with different node lists for one application (each lists
+/// itself first, takeover on): one instance is registered and both agree
+/// on it; it stays put, because a takeover needs the running node's own
+/// list to rank the new node first (no passing back and forth).
+fn nodes_with_different_lists_still_share_one_instance() {
+    let names = names("lists", 2);
+    let mut specs = specs(&names, &[]);
+    specs[0]
+        .env
+        .push((APP_ENV, format!("{},{}", names[0], names[1])));
+    specs[1]
+        .env
+        .push((APP_ENV, format!("{},{}", names[1], names[0])));
+    let children: Vec<Child> = specs.iter().map(start_child).collect();
+    let nodes: Vec<Atom> = names.iter().map(|n| a(n)).collect();
+    let refs: Vec<&Child> = children.iter().collect();
+    run_with(&refs, async move {
+        let app_name = Term::Tuple(vec![atom("application"), atom("shop")]);
+        let (p, _) = converge(&nodes, &app_name, WAIT).await;
+        beamish::sleep(Duration::from_secs(1)).await;
+        assert_eq!(agreed(&nodes, &app_name).await, Some(p), "it stays one");
+    });
+}
+
 /// `sync_nodes_mandatory`: a mandatory node that never comes makes the
 /// membership's start fail with that node, after the timeout.
 fn a_missing_mandatory_node_fails_the_start() {
@@ -880,7 +949,7 @@ fn main() {
         child(&name, port);
         return;
     }
-    let scenarios: [(&str, fn()); 7] = [
+    let scenarios: [(&str, fn()); 9] = [
         (
             "a_missing_mandatory_node_fails_the_start",
             a_missing_mandatory_node_fails_the_start,
@@ -904,6 +973,14 @@ fn main() {
         (
             "distributed_application_fails_over_and_is_taken_over",
             distributed_application_fails_over_and_is_taken_over,
+        ),
+        (
+            "a_host_name_seed_finds_the_node",
+            a_host_name_seed_finds_the_node,
+        ),
+        (
+            "nodes_with_different_lists_still_share_one_instance",
+            nodes_with_different_lists_still_share_one_instance,
         ),
         ("random_rounds_on_five_nodes", random_rounds_on_five_nodes),
     ];

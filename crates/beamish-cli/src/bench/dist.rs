@@ -299,6 +299,13 @@ impl NodeProcess {
     }
 }
 
+impl NodeProcess {
+    /// The node's OS process id.
+    pub(super) fn os_pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for NodeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -380,7 +387,24 @@ fn escript_pair(node: EchoNode, size: Size) -> Result<Report, String> {
 /// `escript scripts/interop/<script> args...` against a private `epmd`:
 /// its stdout, or why it failed (with its last line of output).
 pub(super) fn run_escript(script: &str, args: &[String]) -> Result<String, String> {
-    let path = interop_file(script)?;
+    run_script("interop", script, args)
+}
+
+/// [`run_escript`] for `scripts/<dir>/<script>`.
+pub(super) fn run_script(dir: &str, script: &str, args: &[String]) -> Result<String, String> {
+    let path = match dir {
+        "interop" => interop_file(script)?,
+        _ => {
+            let scripts = interop_dir()
+                .and_then(|d| d.parent().map(Path::to_path_buf))
+                .ok_or("scripts/ not found")?;
+            let path = scripts.join(dir).join(script);
+            if !path.is_file() {
+                return Err(format!("{} not found", path.display()));
+            }
+            path
+        }
+    };
     let port = free_port()?;
     let epmd = Epmd::start(port)?;
     let out = Command::new("escript")

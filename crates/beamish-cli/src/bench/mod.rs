@@ -19,6 +19,7 @@
 
 mod beamish_runtime;
 mod dist;
+mod failover;
 pub mod measure;
 mod otp;
 mod tokio_baseline;
@@ -207,6 +208,19 @@ pub const WORKLOADS: &[Workload] = &[
             key("rounds", 3, 1),
             key("threads", 1, 0),
             key("nut_threads", 1, 0),
+        ],
+        on_tokio: false,
+        check: None,
+        peers: true,
+    },
+    Workload {
+        name: "failover",
+        about: "3 nodes run a singleton, SIGKILL its node kills times: nodedown to first answer elsewhere, at rate calls/s",
+        keys: &[
+            key("kills", 20, 1),
+            key("rate", 1_000, 1),
+            key("ticktime", 4, 1),
+            key("heal", 1, 0),
         ],
         on_tokio: false,
         check: None,
@@ -464,6 +478,8 @@ const NO_RATIO_KEYS: &[&str] = &[
     "nut_threads",
     "out_of_order",
     "all_per_s",
+    "kills",
+    "rate",
 ];
 
 /// `bench=<name> runtime=<a>/<b> <key>=<ratio> ...` for every numeric
@@ -525,6 +541,7 @@ impl Runtime {
     fn run(self, w: &Workload, args: &Args, peer: Option<Peer>) -> Result<Report, String> {
         match (self, peer) {
             (rt, Some(peer)) if w.name == "dist" => dist::run(rt, peer, args),
+            (rt, Some(peer)) if w.name == "failover" => failover::run(rt, peer, args),
             (rt, Some(peer)) => otp::run(w.name, rt, peer, args),
             (Runtime::Beamish, None) => beamish_runtime::run(w.name, args),
             (Runtime::Tokio, None) => tokio_baseline::run(w.name, args),
@@ -599,7 +616,11 @@ fn pairs(w: &Workload, baseline: Option<Runtime>, erl_missing: Option<&str>) -> 
     let mut v = vec![pair(Runtime::Beamish, Some(Peer::Beamish))];
     if erl_missing.is_none() {
         v.push(pair(Runtime::Erl, Some(Peer::Erl)));
-        v.push(pair(Runtime::Beamish, Some(Peer::Erl)));
+        // Failover's erl run is a cluster of erl nodes with its own client:
+        // there is no mixed pair.
+        if w.name != "failover" {
+            v.push(pair(Runtime::Beamish, Some(Peer::Erl)));
+        }
     }
     v
 }

@@ -68,10 +68,17 @@ extern "C" fn kill_epmd_at_exit() {
 
 /// The test binary's node, started on first use as `{prefix}_{pid}@127.0.0.1`.
 pub fn world(prefix: &str) -> &'static World {
-    WORLD.get_or_init(|| start_world(prefix))
+    WORLD.get_or_init(|| start_world(prefix, None))
 }
 
-fn start_world(prefix: &str) -> World {
+/// [`world`] with `net_ticktime` `ticktime` (the first call decides): for
+/// tests whose nodes tick faster than the default 60 s, since a cluster
+/// must share one tick time.
+pub fn world_with_ticktime(prefix: &str, ticktime: Duration) -> &'static World {
+    WORLD.get_or_init(|| start_world(prefix, Some(ticktime)))
+}
+
+fn start_world(prefix: &str, ticktime: Option<Duration>) -> World {
     let logs = Arc::new(Mutex::new(Vec::new()));
     let sink = logs.clone();
     let _ = tracing_subscriber::fmt()
@@ -100,9 +107,12 @@ fn start_world(prefix: &str) -> World {
     // Never dropped either: the node lives as long as the OS process.
     std::mem::forget(rt);
     let name = format!("{prefix}_{}@{HOST}", std::process::id());
-    let config = NodeConfig::new(name, COOKIE)
+    let mut config = NodeConfig::new(name, COOKIE)
         .epmd_port(epmd_port)
         .embedded_epmd(false);
+    if let Some(t) = ticktime {
+        config = config.net_ticktime(t);
+    }
     let info = handle
         .block_on(async move { dist::start(config).await })
         .expect("the start process ended early")

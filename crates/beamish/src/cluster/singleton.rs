@@ -28,6 +28,15 @@
 //!   managers give it [`check_every`](Singleton::check_every) before they
 //!   try. A child that ended and is not to be restarted stays ended: the
 //!   managers that saw it end do not start it again.
+//! - **Takeover** (with [`Singleton::takeover`] and a node list): the best
+//!   node of a better priority group than the instance's asks the
+//!   instance's manager to hand over; that manager runs the
+//!   [`handoff`](Singleton::handoff) function, stops its instance with
+//!   `{shutdown, takeover}` and answers, and the new node starts its own
+//!   with [`Start::Takeover`]. The old node agrees only if its own list
+//!   ranks the new node before itself: nodes configured with different
+//!   lists do not pass the service back and forth (it stays where it runs,
+//!   and the refused node does not ask again for that instance).
 //! - **Healing.** When two partitions that each started an instance join,
 //!   `global` finds the clash. The instance on the node that ranks first
 //!   is kept (the earlier node of [`Singleton::nodes`], else the smaller
@@ -423,6 +432,9 @@ struct Manager {
     in_group: bool,
     /// Since when acquisition has waited for global's syncs.
     vacant_since: Option<Instant>,
+    /// An instance whose node refused to hand it over to us (its list
+    /// does not rank us first): not asked again.
+    refused: Option<Pid>,
 }
 
 impl Manager {
@@ -438,6 +450,7 @@ impl Manager {
             rng: Rng::new(),
             in_group: false,
             vacant_since: None,
+            refused: None,
         }
     }
 
@@ -868,6 +881,7 @@ impl Manager {
         let nodes = self.config.nodes.as_deref();
         self.config.takeover
             && nodes.is_some()
+            && self.refused != Some(pid)
             && self.rank() == Some(0)
             && Self::priority_of(nodes, dist::this_node()) < Self::priority_of(nodes, pid.node())
     }
@@ -940,15 +954,22 @@ impl Manager {
             }
         } else {
             tracing::info!(name = %self.config.name, %from, "singleton: takeover refused or timed out");
+            self.refused = Some(pid);
         }
         let _ = global::del_lock(resource, requester, &nodes).await;
     }
 
-    /// The takeover, on the old node: hand the state over, stop the
-    /// instance with `{shutdown, takeover}`, answer.
+    /// The takeover, on the old node: unless our list ranks us before the
+    /// asking node, hand the state over, stop the instance with
+    /// `{shutdown, takeover}`, answer.
     async fn hand_over(&mut self, from: Pid, id: Term, instance: Pid) {
+        let nodes = self.config.nodes.as_deref();
+        let ranks_before_us = Self::prefers(nodes, from.node(), dist::this_node());
         let answer = match self.state {
-            State::Running { child } if child == instance => {
+            // A node our list does not rank before us does not take over
+            // (nodes whose lists differ would pass the service back and
+            // forth).
+            State::Running { child } if child == instance && ranks_before_us => {
                 let state = match &self.config.handoff {
                     Some(f) => f(child).await,
                     None => None,

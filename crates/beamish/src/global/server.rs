@@ -799,6 +799,14 @@ impl Server {
         self.probes.retain(|_, n| *n != node);
         let tag = self.my_tag(node);
         self.cancel_locker(node, tag, Vec::new());
+        // Whatever its tag (its session may have ended already), a
+        // resolver entry would make the next nodeup look like a repeated
+        // one, and the node would never be synced again.
+        if let Some(r) = self.resolvers.remove(&node)
+            && let Some(pid) = r.pid
+        {
+            pid.exit(crate::Reason::Kill);
+        }
         self.locker.send(LockerMsg::RemoveFromKnown(node));
         self.sessions.remove(&node);
         match what {
