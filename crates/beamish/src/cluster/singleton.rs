@@ -44,8 +44,15 @@
 //!   holds the name and stops it with the reason `{shutdown,
 //!   singleton_conflict}` ([`SINGLETON_CONFLICT`]) and its shutdown rule, so
 //!   a child that traps exits runs `terminate` with that reason. Callers
-//!   that address the service by its global name follow.
-//! - **Giving up.** A child that fails to start, or crashes, more than the
+//!   that address the service by its global name follow. (The rule is the
+//!   registration's resolve method, run by the node that resolves the
+//!   clash; where it cannot run — an Erlang node, or an instance on
+//!   another node of that partition — `global` keeps the other
+//!   registration, as OTP does when a resolve call fails: one instance
+//!   survives either way.)
+//! - **Giving up.** When the first start on a node fails,
+//!   [`Singleton::start_link`] returns that error (as a supervisor's start
+//!   does). Later, a child that fails to start, or crashes, more than the
 //!   intensity allows ends the manager with the last error; its supervisor
 //!   decides what follows. Failed starts back off (doubling from 100 ms,
 //!   at most 5 s), so a child whose start fails everywhere causes no storm.
