@@ -280,7 +280,6 @@ struct MembersReply {
 /// The end of one connection attempt, from its helper.
 struct Attempted {
     node: Atom,
-    up: bool,
 }
 
 /// What host resolution found, from its helper.
@@ -368,8 +367,8 @@ async fn run(config: Membership) {
                 p.next = None;
                 let (owner, node) = (crate::self_pid(), *node);
                 crate::spawn(async move {
-                    let up = dist::connect_node(node).await.unwrap_or(false);
-                    owner.send(Attempted { node, up });
+                    let _ = dist::connect_node(node).await;
+                    owner.send(Attempted { node });
                 });
             }
         }
@@ -424,7 +423,11 @@ async fn run(config: Membership) {
             Ok(a) => {
                 if let Some(p) = peers.get_mut(&a.node) {
                     p.attempting = false;
-                    if a.up || dist::nodes().contains(&a.node) {
+                    // What holds now, not what the attempt saw: the
+                    // connection it made may already be down again (its
+                    // `NodeDown` came while the attempt was out, and found
+                    // nothing to reschedule).
+                    if dist::nodes().contains(&a.node) {
                         p.connected = true;
                         p.failures = 0;
                         p.next = None;
