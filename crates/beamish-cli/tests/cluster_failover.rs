@@ -388,15 +388,24 @@ fn specs(names: &[String], extra: &[(&'static str, String)]) -> Vec<Spec> {
         .collect()
 }
 
-fn start_child(spec: &Spec) -> Child {
-    let w = world();
+/// This test binary in child mode as the node `spec`.
+fn child_command(spec: &Spec) -> Command {
     let mut cmd = Command::new(std::env::current_exe().expect("the test binary"));
     cmd.env(CHILD_ENV, &spec.name)
-        .env(EPMD_ENV, w.epmd_port.to_string());
+        .env(EPMD_ENV, world().epmd_port.to_string());
     for (k, v) in &spec.env {
         cmd.env(k, v);
     }
-    Child::start(&spec.name, cmd)
+    cmd
+}
+
+fn start_child(spec: &Spec) -> Child {
+    Child::start(&spec.name, child_command(spec))
+}
+
+/// `fo:Function(Args)` on `node` (2 s at most).
+async fn fo(node: Atom, function: &str, args: Vec<Term>) -> Result<Term, rpc::RpcError> {
+    rpc::call_timeout(node, "fo", function, args, Duration::from_secs(2)).await
 }
 
 /// The tick time of every node of these tests, the test's own included
@@ -418,15 +427,7 @@ fn run_with<T: Send + 'static>(
 
 /// What `node`'s global says of `name`.
 async fn whereis_on(node: Atom, name: &Term) -> Option<Term> {
-    rpc::call_timeout(
-        node,
-        "fo",
-        "whereis",
-        vec![name.clone()],
-        Duration::from_secs(2),
-    )
-    .await
-    .ok()
+    fo(node, "whereis", vec![name.clone()]).await.ok()
 }
 
 /// The one pid every node of `nodes` has for `name`, if they agree on one.
@@ -471,8 +472,7 @@ async fn new_answer(
 ) -> (Atom, Duration, u32) {
     let mut failed = 0;
     loop {
-        if let Ok(Term::Atom(n)) =
-            rpc::call_timeout(via, "fo", "call_where", vec![], Duration::from_secs(2)).await
+        if let Ok(Term::Atom(n)) = fo(via, "call_where", vec![]).await
             && Some(n) != old
         {
             return (n, since.elapsed(), failed);
@@ -554,18 +554,9 @@ fn two_nodes_start_at_the_same_instant() {
     let names = names("twin", 2);
     let specs = specs(&names, &[]);
     // Both processes start before either waits for the other's `ready`.
-    let w = world();
     let mut procs: Vec<_> = specs
         .iter()
-        .map(|s| {
-            let mut cmd = Command::new(std::env::current_exe().expect("the test binary"));
-            cmd.env(CHILD_ENV, &s.name)
-                .env(EPMD_ENV, w.epmd_port.to_string());
-            for (k, v) in &s.env {
-                cmd.env(k, v);
-            }
-            common::erl::Proc::spawn(s.name.clone(), cmd)
-        })
+        .map(|s| common::erl::Proc::spawn(s.name.clone(), child_command(s)))
         .collect();
     for p in &mut procs {
         p.expect_line("ready", WAIT);
@@ -706,15 +697,7 @@ fn random_rounds_on_five_nodes() {
                 let t0 = Instant::now();
                 // Held until the others have seen the node go (the tick
                 // timeout), so that every stop is a partition.
-                let gone = async |peer: Atom| match rpc::call_timeout(
-                    peer,
-                    "fo",
-                    "nodes",
-                    vec![],
-                    Duration::from_secs(2),
-                )
-                .await
-                {
+                let gone = async |peer: Atom| match fo(peer, "nodes", vec![]).await {
                     Ok(Term::List(ref ns)) => !ns.contains(&Term::Atom(node)),
                     _ => false,
                 };
@@ -817,14 +800,7 @@ fn distributed_application_fails_over_and_is_taken_over() {
 async fn shop_info(via: Atom) -> (Atom, String, i64) {
     let t0 = Instant::now();
     loop {
-        let got = rpc::call_timeout(
-            via,
-            "fo",
-            "shop",
-            vec![atom("info")],
-            Duration::from_secs(2),
-        )
-        .await;
+        let got = fo(via, "shop", vec![atom("info")]).await;
         if let Ok(Term::Tuple(v)) = &got
             && let [Term::Atom(n), Term::Binary(start), Term::Int(count)] = v.as_slice()
         {
@@ -839,14 +815,7 @@ async fn shop_info(via: Atom) -> (Atom, String, i64) {
 }
 
 async fn shop_incr(via: Atom) {
-    let got = rpc::call_timeout(
-        via,
-        "fo",
-        "shop",
-        vec![atom("incr")],
-        Duration::from_secs(2),
-    )
-    .await;
+    let got = fo(via, "shop", vec![atom("incr")]).await;
     assert!(matches!(got, Ok(Term::Int(_))), "incr: {got:?}");
 }
 
@@ -869,8 +838,7 @@ fn a_host_name_seed_finds_the_node() {
     run_with(&[&a_child, &b_child], async move {
         let t0 = Instant::now();
         loop {
-            let r =
-                rpc::call_timeout(nodes[1], "fo", "nodes", vec![], Duration::from_secs(2)).await;
+            let r = fo(nodes[1], "nodes", vec![]).await;
             if matches!(&r, Ok(Term::List(ns)) if ns.contains(&Term::Atom(nodes[0]))) {
                 break;
             }

@@ -111,6 +111,10 @@ fn beamish(size: Size) -> Result<Report, String> {
     let names: Vec<String> = (0..3)
         .map(|k| format!("bench_fo{k}_{tag}@127.0.0.1"))
         .collect();
+    let atoms: Vec<Atom> = names
+        .iter()
+        .map(|n| Atom::new(n).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
     let tick = size.ticktime.to_string();
     let start = move |i: usize| -> Result<NodeProcess, String> {
         let peers: Vec<&str> = names
@@ -128,10 +132,13 @@ fn beamish(size: Size) -> Result<Report, String> {
             &["--bench-services", "--ticktime", &tick, "--peers", &peers],
         )
     };
+    let index = |node: Atom| {
+        atoms
+            .iter()
+            .position(|a| *a == node)
+            .ok_or_else(|| format!("{node} is not a node of the cluster"))
+    };
     let mut nodes: Vec<NodeProcess> = (0..3).map(&start).collect::<Result<_, _>>()?;
-    let atoms: Vec<Atom> = (0..3)
-        .map(|i| Atom::new(&format!("bench_fo{i}_{tag}@127.0.0.1")).map_err(|e| e.to_string()))
-        .collect::<Result<_, _>>()?;
     let rt = BeamishRuntime::builder()
         .worker_threads(1)
         .build()
@@ -139,62 +146,44 @@ fn beamish(size: Size) -> Result<Report, String> {
     let handle = rt.handle();
     let ticktime = Duration::from_secs(size.ticktime);
     let peers = atoms.clone();
-    handle
-        .block_on(async move {
-            let config = NodeConfig::new(format!("bench_fo_client_{tag}@127.0.0.1"), COOKIE)
-                .epmd_port(port)
-                .embedded_epmd(false)
-                .net_ticktime(ticktime);
-            dist::start(config).await.map_err(|e| e.to_string())?;
-            beamish::global::start().await.map_err(|e| e.to_string())?;
-            dist::monitor_nodes(true);
-            for n in &peers {
-                dist::connect_node(*n).await.map_err(|e| e.to_string())?;
-            }
-            settle(Duration::from_secs(30)).await
-        })
-        .map_err(|r| format!("client ended: {r}"))??;
+    on_client(&handle, async move {
+        let config = NodeConfig::new(format!("bench_fo_client_{tag}@127.0.0.1"), COOKIE)
+            .epmd_port(port)
+            .embedded_epmd(false)
+            .net_ticktime(ticktime);
+        dist::start(config).await.map_err(|e| e.to_string())?;
+        beamish::global::start().await.map_err(|e| e.to_string())?;
+        for n in &peers {
+            dist::connect_node(*n).await.map_err(|e| e.to_string())?;
+        }
+        settle(Duration::from_secs(30)).await
+    })?;
+    let rate = size.rate;
     let mut kills = Vec::new();
     for _ in 0..size.kills {
-        let victim = handle
-            .block_on(async { runner().await })
-            .map_err(|r| format!("client ended: {r}"))??;
-        let i = atoms
-            .iter()
-            .position(|a| *a == victim)
-            .ok_or_else(|| format!("{victim} is not a node of the cluster"))?;
+        let victim = on_client(&handle, runner())?;
+        let i = index(victim)?;
         let os_pid = nodes[i].os_pid();
-        let rate = size.rate;
-        let kill = handle
-            .block_on(async move { measure(victim, os_pid, "KILL", rate).await })
-            .map_err(|r| format!("client ended: {r}"))??;
-        kills.push(kill);
+        kills.push(on_client(&handle, measure(victim, os_pid, "KILL", rate))?);
         nodes[i] = start(i)?;
-        let back = atoms[i];
-        handle
-            .block_on(async move {
-                dist::connect_node(back).await.map_err(|e| e.to_string())?;
-                settle(Duration::from_secs(30)).await
-            })
-            .map_err(|r| format!("client ended: {r}"))??;
+        on_client(&handle, async move {
+            dist::connect_node(victim)
+                .await
+                .map_err(|e| e.to_string())?;
+            settle(Duration::from_secs(30)).await
+        })?;
     }
     let heal_ms = match size.heal {
         true => {
-            let victim = handle
-                .block_on(async { runner().await })
-                .map_err(|r| format!("client ended: {r}"))??;
-            let i = atoms.iter().position(|a| *a == victim).unwrap_or(0);
-            let os_pid = nodes[i].os_pid();
-            let rate = size.rate;
-            let taken = handle
-                .block_on(async move { measure(victim, os_pid, "STOP", rate).await })
-                .map_err(|r| format!("client ended: {r}"));
+            let victim = on_client(&handle, runner())?;
+            let os_pid = nodes[index(victim)?].os_pid();
+            let taken = on_client(&handle, measure(victim, os_pid, "STOP", rate));
             signal(os_pid, "CONT")?;
-            taken??;
+            taken?;
             let all = atoms.clone();
-            let ms = handle
-                .block_on(async move { converge(&all, Duration::from_secs(30)).await })
-                .map_err(|r| format!("client ended: {r}"))??;
+            let ms = on_client(&handle, async move {
+                converge(&all, Duration::from_secs(30)).await
+            })?;
             format!("{ms:.1}")
         }
         false => "-1".into(),
@@ -205,21 +194,15 @@ fn beamish(size: Size) -> Result<Report, String> {
     windows.sort_by(f64::total_cmp);
     let mut failed: Vec<u64> = kills.iter().map(|k| k.failed).collect();
     failed.sort_unstable();
-    let median = |v: &[f64]| v.get(v.len() / 2).copied().unwrap_or(0.0);
+    let ms = |v: Option<&f64>| format!("{:.1}", v.copied().unwrap_or(0.0));
     let all: Vec<String> = kills
         .iter()
         .map(|k| format!("{:.1}", k.window_ms))
         .collect();
     Ok(Report::new()
-        .with(
-            "window_min_ms",
-            format!("{:.1}", windows.first().copied().unwrap_or(0.0)),
-        )
-        .with("window_median_ms", format!("{:.1}", median(&windows)))
-        .with(
-            "window_max_ms",
-            format!("{:.1}", windows.last().copied().unwrap_or(0.0)),
-        )
+        .with("window_min_ms", ms(windows.first()))
+        .with("window_median_ms", ms(windows.get(windows.len() / 2)))
+        .with("window_max_ms", ms(windows.last()))
         .with(
             "failed_median",
             failed.get(failed.len() / 2).copied().unwrap_or(0),
@@ -229,6 +212,16 @@ fn beamish(size: Size) -> Result<Report, String> {
         .with("rate", size.rate)
         .with("heal_ms", heal_ms)
         .with("all_window_ms", all.join(",")))
+}
+
+/// Runs `step` as a process of the client's runtime.
+fn on_client<T: Send + 'static>(
+    handle: &beamish::Handle,
+    step: impl std::future::Future<Output = Result<T, String>> + Send + 'static,
+) -> Result<T, String> {
+    handle
+        .block_on(step)
+        .map_err(|r| format!("client ended: {r}"))?
 }
 
 /// `kill -SIG pid`.
@@ -322,21 +315,18 @@ async fn measure(victim: Atom, os_pid: u32, sig: &str, rate: u64) -> Result<Kill
         }
         match call_where().await {
             Some(n) if n != victim => {
-                if down.is_none() {
+                let window = match down {
+                    Some(d) => d.elapsed(),
                     // Answered before our own nodedown (the others saw the
                     // node go first): the window closes with the nodedown.
-                    let d = beamish::receive_if(move |d: &NodeDown| d.node == victim)
-                        .timeout(Duration::from_secs(60))
-                        .await;
-                    if d.is_none() {
-                        return Err(format!("no nodedown of {victim}"));
+                    None => {
+                        beamish::receive_if(move |d: &NodeDown| d.node == victim)
+                            .timeout(Duration::from_secs(60))
+                            .await
+                            .ok_or_else(|| format!("no nodedown of {victim}"))?;
+                        Duration::ZERO
                     }
-                    return Ok(Kill {
-                        window_ms: 0.0,
-                        failed,
-                    });
-                }
-                let window = down.map_or(Duration::ZERO, |d| d.elapsed());
+                };
                 return Ok(Kill {
                     window_ms: window.as_secs_f64() * 1e3,
                     failed,

@@ -251,19 +251,14 @@ pub async fn members() -> Result<Vec<Member>, Error> {
     crate::try_self_pid().ok_or(Error::NotInProcess)?;
     let pid = crate::whereis(MEMBERSHIP).ok_or_else(|| Error::UnknownName(MEMBERSHIP.into()))?;
     let id = Ref::new();
+    let mark = crate::mark();
     let mon = crate::monitor(pid);
     pid.send(Request::Members {
         reply: crate::self_pid(),
         id,
     });
-    let got = crate::receive_match(move |m| {
-        m.downcast_ref::<MembersReply>().is_some_and(|r| r.id == id)
-            || m.downcast_ref::<crate::Down>()
-                .is_some_and(|d| d.monitor == mon)
-    })
-    .await;
-    crate::demonitor_flush(mon);
-    got.downcast::<MembersReply>()
+    crate::otp::answer_or_down(mark, mon, move |r: &MembersReply| r.id == id)
+        .await
         .map(|r| r.members)
         .map_err(|_| Error::NoProc(pid))
 }
@@ -288,22 +283,41 @@ struct Resolved {
 }
 
 struct Peer {
-    connected: bool,
+    link: Link,
+    /// Failed attempts since it was last connected.
     failures: u32,
     resolved: bool,
-    /// When to try next (`None` while connected or while an attempt runs).
-    next: Option<Instant>,
-    attempting: bool,
+}
+
+/// Where a member stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// Connected.
+    Up,
+    /// Not connected; the next attempt is due then.
+    Wait(Instant),
+    /// An attempt is out.
+    Trying,
 }
 
 impl Peer {
-    fn new(resolved: bool, now: Instant) -> Peer {
+    /// A member to try at once, or up already if it is connected.
+    fn new(resolved: bool, now: Instant, connected: &[Atom], node: Atom) -> Peer {
+        let link = match connected.contains(&node) {
+            true => Link::Up,
+            false => Link::Wait(now),
+        };
         Peer {
-            connected: false,
+            link,
             failures: 0,
             resolved,
-            next: Some(now),
-            attempting: false,
+        }
+    }
+
+    fn due(&self) -> Option<Instant> {
+        match self.link {
+            Link::Wait(t) => Some(t),
+            _ => None,
         }
     }
 }
@@ -326,18 +340,13 @@ async fn run(config: Membership) {
     let mut rng = Rng::new();
     let now = Instant::now();
     dist::monitor_nodes(true);
+    let connected = dist::nodes();
     let mut peers: BTreeMap<Atom, Peer> = config
         .nodes
         .iter()
         .filter(|n| **n != me)
-        .map(|n| (*n, Peer::new(false, now)))
+        .map(|n| (*n, Peer::new(false, now, &connected, *n)))
         .collect();
-    for n in dist::nodes() {
-        if let Some(p) = peers.get_mut(&n) {
-            p.connected = true;
-            p.next = None;
-        }
-    }
     let resolving_every = config.min_backoff.max(Duration::from_secs(1));
     let mut resolving = false;
     let mut last_resolve: Option<Instant> = None;
@@ -345,7 +354,7 @@ async fn run(config: Membership) {
         let now = Instant::now();
         // Host names are resolved at start and before a round of retries,
         // at most once per `resolving_every`.
-        let due = peers.values().any(|p| p.next.is_some_and(|t| t <= now));
+        let due = peers.values().any(|p| p.due().is_some_and(|t| t <= now));
         if !config.hosts.is_empty()
             && !resolving
             && (last_resolve.is_none()
@@ -362,9 +371,8 @@ async fn run(config: Membership) {
             });
         }
         for (node, p) in peers.iter_mut() {
-            if p.next.is_some_and(|t| t <= now) && !p.attempting && !p.connected {
-                p.attempting = true;
-                p.next = None;
+            if p.due().is_some_and(|t| t <= now) {
+                p.link = Link::Trying;
                 let (owner, node) = (crate::self_pid(), *node);
                 crate::spawn(async move {
                     let _ = dist::connect_node(node).await;
@@ -374,7 +382,7 @@ async fn run(config: Membership) {
         }
         let wait = peers
             .values()
-            .filter_map(|p| p.next)
+            .filter_map(Peer::due)
             .min()
             .map_or(Duration::MAX, |t| t.saturating_duration_since(now));
         let Some(msg) = crate::receive_match(|m| {
@@ -394,9 +402,8 @@ async fn run(config: Membership) {
             Ok(up) => {
                 if let Some(p) = peers.get_mut(&up.node) {
                     tracing::debug!(node = %up.node, "cluster: member up");
-                    p.connected = true;
+                    p.link = Link::Up;
                     p.failures = 0;
-                    p.next = None;
                 }
                 continue;
             }
@@ -404,16 +411,13 @@ async fn run(config: Membership) {
         };
         let msg = match msg.downcast::<NodeDown>() {
             Ok(down) => {
+                // While an attempt is out, its end decides what is next.
                 if let Some(p) = peers.get_mut(&down.node)
-                    && p.connected
+                    && p.link == Link::Up
                 {
                     tracing::info!(node = %down.node, "cluster: member down");
-                    p.connected = false;
-                    if !p.attempting {
-                        p.next = Some(
-                            now + backoff(config.min_backoff, config.max_backoff, 0, &mut rng),
-                        );
-                    }
+                    let wait = backoff(config.min_backoff, config.max_backoff, 0, &mut rng);
+                    p.link = Link::Wait(now + wait);
                 }
                 continue;
             }
@@ -422,21 +426,17 @@ async fn run(config: Membership) {
         let msg = match msg.downcast::<Attempted>() {
             Ok(a) => {
                 if let Some(p) = peers.get_mut(&a.node) {
-                    p.attempting = false;
                     // What holds now, not what the attempt saw: the
                     // connection it made may already be down again (its
-                    // `NodeDown` came while the attempt was out, and found
-                    // nothing to reschedule).
+                    // `NodeDown` came while the attempt was out).
                     if dist::nodes().contains(&a.node) {
-                        p.connected = true;
+                        p.link = Link::Up;
                         p.failures = 0;
-                        p.next = None;
                     } else {
-                        p.connected = false;
                         let wait =
                             backoff(config.min_backoff, config.max_backoff, p.failures, &mut rng);
                         p.failures = p.failures.saturating_add(1);
-                        p.next = Some(now + wait);
+                        p.link = Link::Wait(now + wait);
                     }
                 }
                 continue;
@@ -448,15 +448,10 @@ async fn run(config: Membership) {
                 resolving = false;
                 let connected = dist::nodes();
                 // Addresses that went away leave, unless connected.
-                peers.retain(|n, p| !p.resolved || p.connected || r.nodes.contains(n));
+                peers.retain(|n, p| !p.resolved || p.link == Link::Up || r.nodes.contains(n));
                 for n in r.nodes {
                     if n != me && !peers.contains_key(&n) {
-                        let mut p = Peer::new(true, now);
-                        if connected.contains(&n) {
-                            p.connected = true;
-                            p.next = None;
-                        }
-                        peers.insert(n, p);
+                        peers.insert(n, Peer::new(true, now, &connected, n));
                     }
                 }
                 continue;
@@ -468,7 +463,7 @@ async fn run(config: Membership) {
                 .iter()
                 .map(|(n, p)| Member {
                     node: *n,
-                    connected: p.connected,
+                    connected: p.link == Link::Up,
                     failures: p.failures,
                     resolved: p.resolved,
                 })

@@ -300,22 +300,17 @@ impl Singleton {
         let caller = crate::try_self_pid().ok_or(Error::NotInProcess)?;
         crate::whereis(global::SERVER).ok_or_else(|| Error::UnknownName(global::SERVER.into()))?;
         let id = Ref::new();
+        let mark = crate::mark();
         let mut opts = crate::SpawnOptions::new().trap_exit(true);
         if link {
             opts = opts.link();
         }
         let parent = link.then_some(caller);
         let spawned =
-            opts.spawn(async move { Manager::new(self, caller, parent).run(Some(id)).await })?;
+            opts.spawn(async move { Manager::new(self, caller, parent, id).run().await })?;
         let pid = spawned.pid;
         let mon = crate::monitor(pid);
-        let got = crate::receive_match(move |m| {
-            m.downcast_ref::<Settled>().is_some_and(|s| s.id == id)
-                || m.downcast_ref::<Down>().is_some_and(|d| d.monitor == mon)
-        })
-        .await;
-        crate::demonitor_flush(mon);
-        match got.downcast::<Settled>() {
+        match crate::otp::answer_or_down(mark, mon, move |s: &Settled| s.id == id).await {
             Ok(Settled { result: Ok(()), .. }) => Ok(pid),
             Ok(Settled { result: Err(e), .. }) => {
                 // The manager ends; its exit signal must not take the caller.
@@ -341,6 +336,19 @@ const SYNC_WAIT: Duration = Duration::from_secs(2);
 
 /// How long a takeover waits for the old node's manager to hand over.
 const HANDOFF_WAIT: Duration = Duration::from_secs(10);
+
+/// A lock a manager holds on `nodes`.
+struct Lock {
+    resource: Term,
+    requester: Term,
+    nodes: Vec<Atom>,
+}
+
+impl Lock {
+    async fn release(self) {
+        let _ = global::del_lock(self.resource, self.requester, &self.nodes).await;
+    }
+}
 
 /// From a resolve method run here: our instance lost a clash.
 struct Lost {
@@ -429,6 +437,8 @@ struct Manager {
     parent: Option<Pid>,
     /// How the next start here comes about.
     next_start: Start,
+    /// The id of the first decision, until [`Singleton::start_link`] got it.
+    settle: Option<Ref>,
     state: State,
     /// Restarts and failed starts within the period.
     history: VecDeque<Instant>,
@@ -445,12 +455,13 @@ struct Manager {
 }
 
 impl Manager {
-    fn new(config: Singleton, starter: Pid, parent: Option<Pid>) -> Manager {
+    fn new(config: Singleton, starter: Pid, parent: Option<Pid>, settle: Ref) -> Manager {
         Manager {
             config,
             starter,
             parent,
             next_start: Start::Normal,
+            settle: Some(settle),
             state: State::Vacant { at: Instant::now() },
             history: VecDeque::new(),
             failures: 0,
@@ -465,14 +476,45 @@ impl Manager {
         Term::Tuple(vec![atom("beamish_singleton"), self.config.name.clone()])
     }
 
-    fn lock_id(&self) -> (Term, Term) {
-        (
-            Term::Tuple(vec![atom("beamish_singleton"), self.config.name.clone()]),
-            Term::Pid(crate::self_pid()),
-        )
+    /// Tells the starter the first decision (once).
+    fn settled(&mut self, result: Result<(), Error>) {
+        if let Some(id) = self.settle.take() {
+            self.starter.send(Settled { id, result });
+        }
     }
 
-    async fn run(mut self, mut settle: Option<Ref>) {
+    /// Tries again after `delay`.
+    fn retry_after(&mut self, delay: Duration) {
+        self.state = State::Vacant {
+            at: Instant::now() + delay,
+        };
+    }
+
+    /// Stops our child by the spec's shutdown rule, with `reason`.
+    async fn stop_child(&self, child: Pid, reason: Reason) {
+        crate::otp::supervisor::shutdown_child_with(child, self.config.spec.shutdown, reason).await;
+    }
+
+    /// Takes the lock `{beamish_singleton, Name}` on every connected node;
+    /// `None` if another manager holds it.
+    async fn lock(&self) -> Option<Lock> {
+        let lock = Lock {
+            resource: self.group(),
+            requester: Term::Pid(crate::self_pid()),
+            nodes: global::all_nodes(),
+        };
+        global::set_lock(
+            lock.resource.clone(),
+            lock.requester.clone(),
+            &lock.nodes,
+            Some(0),
+        )
+        .await
+        .unwrap_or(false)
+        .then_some(lock)
+    }
+
+    async fn run(mut self) {
         self.in_group = crate::pg::join(self.group(), crate::self_pid())
             .await
             .is_ok();
@@ -481,18 +523,17 @@ impl Manager {
         loop {
             if let State::Vacant { at } = self.state
                 && at <= Instant::now()
-                && let Err(reason) = self.acquire(&mut settle).await
+                && let Err(reason) = self.acquire().await
             {
-                self.finish(settle, reason).await;
+                self.finish(reason).await;
                 return;
             }
             // Settled: running or watching an instance, or not a node for
             // this service.
-            if let Some(id) = settle
+            if self.settle.is_some()
                 && (!matches!(self.state, State::Vacant { .. }) || self.rank().is_none())
             {
-                self.starter.send(Settled { id, result: Ok(()) });
-                settle = None;
+                self.settled(Ok(()));
             }
             let wait = match self.state {
                 State::Vacant { at } => at.saturating_duration_since(Instant::now()),
@@ -514,7 +555,7 @@ impl Manager {
             let msg = match msg.downcast::<Exit>() {
                 Ok(exit) => {
                     if let Err(reason) = self.on_exit(exit).await {
-                        self.finish(settle, reason).await;
+                        self.finish(reason).await;
                         return;
                     }
                     continue;
@@ -554,21 +595,11 @@ impl Manager {
     }
 
     /// Ends the manager: the child (if any) is stopped first.
-    async fn finish(&mut self, settle: Option<Ref>, reason: Reason) {
+    async fn finish(&mut self, reason: Reason) {
         if let State::Running { child } = self.state {
-            crate::otp::supervisor::shutdown_child_with(
-                child,
-                self.config.spec.shutdown,
-                Reason::Shutdown,
-            )
-            .await;
+            self.stop_child(child, Reason::Shutdown).await;
         }
-        if let Some(id) = settle {
-            self.starter.send(Settled {
-                id,
-                result: Err(Error::Exited(reason.clone())),
-            });
-        }
+        self.settled(Err(Error::Exited(reason.clone())));
         crate::exit::<()>(reason).await;
     }
 
@@ -582,6 +613,12 @@ impl Manager {
                 .unwrap_or(usize::MAX),
             None => 0,
         }
+    }
+
+    /// What orders nodes for the service: the priority group, then the
+    /// name.
+    fn rank_key(nodes: Option<&[Vec<Atom>]>, node: Atom) -> (usize, &'static str) {
+        (Self::priority_of(nodes, node), node.as_str())
     }
 
     /// The nodes that may run the service and are up, best first.
@@ -599,10 +636,7 @@ impl Manager {
         };
         v.retain(|n| *n == me || up.contains(n));
         let nodes = self.config.nodes.as_deref();
-        v.sort_by(|a, b| {
-            (Self::priority_of(nodes, *a), a.as_str())
-                .cmp(&(Self::priority_of(nodes, *b), b.as_str()))
-        });
+        v.sort_by_key(|n| Self::rank_key(nodes, *n));
         v.dedup();
         v
     }
@@ -616,11 +650,11 @@ impl Manager {
     /// Whether `a` ranks before `b` for the service: the priority groups,
     /// else the name order.
     fn prefers(nodes: Option<&[Vec<Atom>]>, a: Atom, b: Atom) -> bool {
-        (Self::priority_of(nodes, a), a.as_str()) < (Self::priority_of(nodes, b), b.as_str())
+        Self::rank_key(nodes, a) < Self::rank_key(nodes, b)
     }
 
     /// Tries to become the instance's node (see the module docs).
-    async fn acquire(&mut self, settle: &mut Option<Ref>) -> Result<(), Reason> {
+    async fn acquire(&mut self) -> Result<(), Reason> {
         let name = self.config.name.clone();
         if let Some(pid) = global::whereis_name(&name) {
             match self.live_holder() {
@@ -629,45 +663,33 @@ impl Manager {
                 // dropped it yet): look again soon.
                 None => {
                     tracing::debug!(name = %name, %pid, "singleton: stale registration");
-                    self.state = State::Vacant {
-                        at: Instant::now() + Duration::from_millis(10),
-                    };
+                    self.retry_after(Duration::from_millis(10));
                 }
             }
             return Ok(());
         }
         if self.rank().is_none() {
             // Not a node for this service: keep looking.
-            self.state = State::Vacant {
-                at: Instant::now() + self.config.check,
-            };
+            self.retry_after(self.config.check);
             return Ok(());
         }
         if !self.synced().await {
-            self.state = State::Vacant {
-                at: Instant::now() + Duration::from_millis(10),
-            };
+            self.retry_after(Duration::from_millis(10));
             return Ok(());
         }
-        let nodes = global::all_nodes();
-        let (resource, requester) = self.lock_id();
-        if !global::set_lock(resource.clone(), requester.clone(), &nodes, Some(0))
-            .await
-            .unwrap_or(false)
-        {
+        let Some(lock) = self.lock().await else {
+            // Another manager is at it.
             let ms = 20 + self.rng.below(100) as u64;
-            self.state = State::Vacant {
-                at: Instant::now() + Duration::from_millis(ms),
-            };
+            self.retry_after(Duration::from_millis(ms));
             return Ok(());
-        }
+        };
         self.vacant_since = None;
         let how = std::mem::replace(&mut self.next_start, Start::Normal);
         let outcome = self.start_here(&name, how).await;
-        let _ = global::del_lock(resource, requester, &nodes).await;
+        lock.release().await;
         match outcome {
             Ok(()) => Ok(()),
-            Err(e) => self.start_failed(settle, e).await,
+            Err(e) => self.start_failed(e).await,
         }
     }
 
@@ -686,7 +708,7 @@ impl Manager {
     }
 
     /// A start here failed: back off, or give up past the intensity.
-    async fn start_failed(&mut self, settle: &mut Option<Ref>, e: Error) -> Result<(), Reason> {
+    async fn start_failed(&mut self, e: Error) -> Result<(), Reason> {
         let name = self.config.name.clone();
         tracing::warn!(name = %name, error = %e, "singleton: start failed");
         let now = Instant::now();
@@ -695,10 +717,10 @@ impl Manager {
                 "singleton {name}: too many failed starts, last: {e}"
             )));
         }
-        if let Some(id) = settle.take() {
+        if self.settle.is_some() {
             // The first start failed: the caller of start_link gets the
             // error (as a supervisor's start does).
-            self.starter.send(Settled { id, result: Err(e) });
+            self.settled(Err(e));
             if let Some(parent) = self.parent {
                 crate::unlink(parent);
             }
@@ -717,7 +739,7 @@ impl Manager {
     async fn start_here(&mut self, name: &Term, how: Start) -> Result<(), Error> {
         if global::whereis_name(name).is_some() {
             // Registered while we took the lock: acquire looks again.
-            self.state = State::Vacant { at: Instant::now() };
+            self.retry_after(Duration::ZERO);
             return Ok(());
         }
         let child = (self.config.start)(how.clone()).await?;
@@ -744,18 +766,11 @@ impl Manager {
                 Ok(())
             }
             Err(e) => {
-                crate::otp::supervisor::shutdown_child_with(
-                    child,
-                    self.config.spec.shutdown,
-                    Reason::Shutdown,
-                )
-                .await;
+                self.stop_child(child, Reason::Shutdown).await;
                 match e {
                     Error::NameTaken(_) => {
                         self.next_start = how;
-                        self.state = State::Vacant {
-                            at: Instant::now() + Duration::from_millis(10),
-                        };
+                        self.retry_after(Duration::from_millis(10));
                         Ok(())
                     }
                     e => Err(e),
@@ -825,7 +840,7 @@ impl Manager {
             )));
         }
         self.next_start = Start::Normal;
-        self.state = State::Vacant { at: Instant::now() };
+        self.retry_after(Duration::ZERO);
         Ok(())
     }
 
@@ -865,9 +880,7 @@ impl Manager {
             State::Watching { pid, mon } => {
                 if global::whereis_name(&self.config.name) != Some(pid) {
                     crate::demonitor_flush(mon);
-                    self.state = State::Vacant {
-                        at: Instant::now() + self.config.rank_delay,
-                    };
+                    self.retry_after(self.config.rank_delay);
                 } else if self.should_take_over(pid) {
                     self.take_over(pid).await;
                 }
@@ -907,14 +920,9 @@ impl Manager {
         if !self.synced().await {
             return;
         }
-        let nodes = global::all_nodes();
-        let (resource, requester) = self.lock_id();
-        if !global::set_lock(resource.clone(), requester.clone(), &nodes, Some(0))
-            .await
-            .unwrap_or(false)
-        {
+        let Some(lock) = self.lock().await else {
             return;
-        }
+        };
         tracing::info!(name = %self.config.name, %from, "singleton: taking over");
         let id = Term::Ref(crate::dist::ExtRef::from(Ref::new()));
         let mon = crate::monitor(old);
@@ -952,18 +960,16 @@ impl Manager {
             }
             let name = self.config.name.clone();
             let how = Start::Takeover { from, state };
-            self.state = State::Vacant { at: Instant::now() };
+            self.retry_after(Duration::ZERO);
             if let Err(e) = self.start_here(&name, how).await {
                 tracing::warn!(name = %name, error = %e, "singleton: start after takeover failed");
-                self.state = State::Vacant {
-                    at: Instant::now() + self.config.rank_delay,
-                };
+                self.retry_after(self.config.rank_delay);
             }
         } else {
             tracing::info!(name = %self.config.name, %from, "singleton: takeover refused or timed out");
             self.refused = Some(pid);
         }
-        let _ = global::del_lock(resource, requester, &nodes).await;
+        lock.release().await;
     }
 
     /// The takeover, on the old node: unless our list ranks us before the
@@ -981,16 +987,10 @@ impl Manager {
                     Some(f) => f(child).await,
                     None => None,
                 };
-                crate::otp::supervisor::shutdown_child_with(
-                    child,
-                    self.config.spec.shutdown,
-                    Reason::ShutdownWith("takeover".into()),
-                )
-                .await;
+                self.stop_child(child, Reason::ShutdownWith("takeover".into()))
+                    .await;
                 tracing::info!(name = %self.config.name, to = %from.node(), "singleton: handed over");
-                self.state = State::Vacant {
-                    at: Instant::now() + self.config.check,
-                };
+                self.retry_after(self.config.check);
                 match state {
                     Some(s) => Term::Tuple(vec![atom("ok"), Term::Tuple(vec![atom("state"), s])]),
                     None => Term::Tuple(vec![atom("ok"), atom("none")]),
@@ -1014,19 +1014,11 @@ impl Manager {
         };
         let winner = global::whereis_name(&self.config.name);
         tracing::info!(name = %self.config.name, pid = %child, "singleton: lost the name, stopping");
-        crate::otp::supervisor::shutdown_child_with(
-            child,
-            self.config.spec.shutdown,
-            Reason::ShutdownWith(SINGLETON_CONFLICT.into()),
-        )
-        .await;
+        self.stop_child(child, Reason::ShutdownWith(SINGLETON_CONFLICT.into()))
+            .await;
         match winner {
             Some(pid) if pid != child => self.watch(pid),
-            _ => {
-                self.state = State::Vacant {
-                    at: Instant::now() + self.config.rank_delay,
-                };
-            }
+            _ => self.retry_after(self.config.rank_delay),
         }
     }
 }

@@ -673,6 +673,7 @@ pub async fn connect_node(node: Atom) -> Result<bool, Error> {
     // subscriptions alone. Its node watch connects, and reports a failed
     // handshake as a `NodeDown`.
     let id = crate::Ref::new();
+    let mark = crate::mark();
     let helper = crate::spawn(async move {
         monitor_nodes(true);
         let up = if nodes().contains(&node) {
@@ -690,14 +691,8 @@ pub async fn connect_node(node: Atom) -> Result<bool, Error> {
         me.send(Connected { id, up });
     });
     let mon = crate::monitor(helper);
-    let got = crate::receive_match(move |m| {
-        m.downcast_ref::<Connected>().is_some_and(|c| c.id == id)
-            || m.downcast_ref::<crate::Down>()
-                .is_some_and(|d| d.monitor == mon)
-    })
-    .await;
-    crate::demonitor_flush(mon);
-    Ok(got.downcast::<Connected>().is_ok_and(|c| c.up))
+    let got = crate::otp::answer_or_down(mark, mon, move |c: &Connected| c.id == id).await;
+    Ok(got.is_ok_and(|c| c.up))
 }
 
 /// The answer of [`connect_node`]'s helper.

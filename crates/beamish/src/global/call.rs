@@ -116,8 +116,7 @@ pub(crate) async fn multi_call(
                     && let Some(i) = waiting.iter().position(|(n, _)| *n == node)
                 {
                     let (node, mon) = waiting.swap_remove(i);
-                    dist::demonitor_name(mon, node);
-                    crate::demonitor_flush_info(mon);
+                    unwatch(node, mon);
                     replies.push((node, answer.clone()));
                 }
             }
@@ -132,11 +131,17 @@ pub(crate) async fn multi_call(
         }
     }
     for (node, mon) in waiting {
-        dist::demonitor_name(mon, node);
-        crate::demonitor_flush_info(mon);
+        unwatch(node, mon);
         bad.push(node);
     }
     (replies, bad)
+}
+
+/// Takes down the monitor `mon` of the server on `node`, and a `NameDown`
+/// of it already here.
+fn unwatch(node: Atom, mon: Ref) {
+    dist::demonitor_name(mon, node);
+    crate::demonitor_flush_info(mon);
 }
 
 /// The node of a `{{Base, Node}, Reply}` message.

@@ -784,12 +784,24 @@ impl Server {
         };
         if d.reason == crate::Reason::NoProc && !self.known.contains_key(&node) {
             tracing::info!(%node, "global: the node runs no global name server");
-            let tag = self.my_tag(node);
-            self.cancel_locker(node, tag, Vec::new());
-            self.sessions.remove(&node);
-            self.pending.remove(&node);
-            self.resolvers.remove(&node);
+            self.end_session(node);
         }
+    }
+
+    /// Ends whatever sync session with `node` goes on: the locker's part,
+    /// the resolver (whatever its tag: its session may have ended already,
+    /// and a resolver entry would make the next nodeup look like a
+    /// repeated one, so the node would never be synced again), the tags.
+    fn end_session(&mut self, node: Atom) {
+        let tag = self.my_tag(node);
+        self.cancel_locker(node, tag, Vec::new());
+        if let Some(r) = self.resolvers.remove(&node)
+            && let Some(pid) = r.pid
+        {
+            pid.exit(crate::Reason::Kill);
+        }
+        self.sessions.remove(&node);
+        self.pending.remove(&node);
     }
 
     fn nodedown(&mut self, node: Atom, what: Nodedown) {
@@ -797,18 +809,8 @@ impl Server {
             return;
         }
         self.probes.retain(|_, n| *n != node);
-        let tag = self.my_tag(node);
-        self.cancel_locker(node, tag, Vec::new());
-        // Whatever its tag (its session may have ended already), a
-        // resolver entry would make the next nodeup look like a repeated
-        // one, and the node would never be synced again.
-        if let Some(r) = self.resolvers.remove(&node)
-            && let Some(pid) = r.pid
-        {
-            pid.exit(crate::Reason::Kill);
-        }
+        self.end_session(node);
         self.locker.send(LockerMsg::RemoveFromKnown(node));
-        self.sessions.remove(&node);
         match what {
             Nodedown::RemoveConnection => {
                 self.removing.insert(node);
@@ -819,7 +821,6 @@ impl Server {
                 }
             }
         }
-        self.pending.remove(&node);
         self.known.remove(&node);
         self.synced.retain(|n| *n != node);
         // Names and locks of processes there go with the `noconnection`
