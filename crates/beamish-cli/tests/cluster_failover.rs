@@ -9,7 +9,8 @@
 //! application (its worker says how it was started and carries a count
 //! that a takeover hands over), and Rust functions the test calls with
 //! erpc (`fo:whereis/1`, `fo:call_where/0`, `fo:flap/2`, `fo:nodes/0`,
-//! `fo:shop/1`). The test's own node runs neither `global` nor any
+//! `fo:shop/1`, and the `fo:dsup_*` functions of the `workers`
+//! distributed supervisor, which a child runs with `BEAMISH_FO_DSUP`). The test's own node runs neither `global` nor any
 //! service: it only drives the children with erpc. Every node ticks with
 //! `net_ticktime` 4 s: a cluster must share one tick time (a node that
 //! ticks slower is dropped by the others, and keeps half-open connections
@@ -23,7 +24,10 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use beamish::cluster::{DistributedApp, Membership, Singleton, Start};
+use beamish::cluster::dist_supervisor::rendezvous;
+use beamish::cluster::{
+    DistSupervisor, DistSupervisorRef, DistributedApp, Membership, Singleton, Start,
+};
 use beamish::dist::{self, Atom, NodeConfig, Term};
 use beamish::otp::{
     self, ChildSpec, Codec, GenServer, Init, Reply, ReplyTo, Server, StartOptions, Strategy,
@@ -41,6 +45,8 @@ const APP_ENV: &str = "BEAMISH_FO_APP";
 const DOOMED_ENV: &str = "BEAMISH_FO_DOOMED";
 /// `basename:host`: a host name seed of the child's membership.
 const HOST_ENV: &str = "BEAMISH_FO_HOST";
+/// Run a member of the `workers` distributed supervisor.
+const DSUP_ENV: &str = "BEAMISH_FO_DSUP";
 
 // ------------------------------------------------------------ the services
 
@@ -209,6 +215,136 @@ async fn start_app(spec: &str) {
         .expect("the shop application's controller");
 }
 
+fn workers() -> DistSupervisorRef {
+    DistSupervisorRef::new(a("workers"))
+}
+
+/// The pg group every instance of a `workers` child joins (so that a node
+/// can list the instances it runs).
+fn instances() -> Term {
+    atom("dsup_instances")
+}
+
+/// A child of `workers`: answers `{From, Tag, where}` with `{Tag, Node}`.
+async fn worker() {
+    let _ = pg::join(instances(), beamish::self_pid()).await;
+    loop {
+        let t = beamish::receive::<Term>().await;
+        if let Some([Term::Pid(from), tag, _]) = t.as_tuple() {
+            from.send(Term::Tuple(vec![
+                tag.clone(),
+                Term::Atom(dist::this_node()),
+            ]));
+        }
+    }
+}
+
+/// The `workers` member of this node: a start with the argument `fail`
+/// fails.
+async fn start_workers() {
+    DistSupervisor::new(a("workers"), |_id, args| {
+        let fail = args.as_atom().is_some_and(|x| x.as_str() == "fail");
+        async move {
+            if fail {
+                return Err(Error::Config("this child never starts".into()));
+            }
+            Ok(beamish::spawn_link(worker()))
+        }
+    })
+    .check_every(Duration::from_millis(200))
+    .start_link()
+    .await
+    .expect("the workers member");
+}
+
+/// The `fo:dsup_*` functions: the `workers` supervisor seen from a child.
+fn register_dsup_functions() {
+    rpc::register("fo", "dsup_start", |args| async move {
+        let (Some(id), arg) = (args.first(), args.get(1)) else {
+            return Ok(atom("badarg"));
+        };
+        let arg = arg.cloned().unwrap_or(Term::Nil);
+        Ok(match workers().start_child(id.clone(), arg).await {
+            Ok(pid) => Term::Pid(pid),
+            Err(e) => Term::Tuple(vec![
+                atom("error"),
+                Term::Binary(e.to_string().into_bytes().into()),
+            ]),
+        })
+    })
+    .expect("fo:dsup_start");
+    rpc::register("fo", "dsup_terminate", |args| async move {
+        let Some(id) = args.first() else {
+            return Ok(atom("badarg"));
+        };
+        Ok(match workers().terminate_child(id).await {
+            Ok(()) => atom("ok"),
+            Err(e) => Term::Binary(e.to_string().into_bytes().into()),
+        })
+    })
+    .expect("fo:dsup_terminate");
+    // `[{Id, Pid | undefined}]`: the set and this node's name table.
+    rpc::register("fo", "dsup_children", |_| async move {
+        Ok(match workers().which_children().await {
+            Ok(children) => Term::List(
+                children
+                    .into_iter()
+                    .map(|(id, pid)| {
+                        Term::Tuple(vec![id, pid.map_or(atom("undefined"), Term::Pid)])
+                    })
+                    .collect(),
+            ),
+            Err(e) => Term::Binary(e.to_string().into_bytes().into()),
+        })
+    })
+    .expect("fo:dsup_children");
+    // The instances that run on this node.
+    rpc::register("fo", "dsup_local", |_| async move {
+        Ok(Term::List(
+            pg::get_local_members(&instances())
+                .into_iter()
+                .map(Term::Pid)
+                .collect(),
+        ))
+    })
+    .expect("fo:dsup_local");
+    // Calls child `Id` through its global name: the node that answered.
+    rpc::register("fo", "dsup_call", |args| async move {
+        let Some(id) = args.first() else {
+            return Ok(atom("badarg"));
+        };
+        let Some(pid) = workers().whereis(id) else {
+            return Ok(atom("none"));
+        };
+        let tag = Term::Ref(beamish::Ref::new().into());
+        pid.send(Term::Tuple(vec![
+            Term::Pid(beamish::self_pid()),
+            tag.clone(),
+            atom("where"),
+        ]));
+        let reply = beamish::receive_if(move |t: &Term| {
+            t.as_tuple().is_some_and(|e| e.first() == Some(&tag))
+        })
+        .timeout(Duration::from_millis(500))
+        .await;
+        Ok(match reply.as_ref().and_then(|t| t.as_tuple()) {
+            Some([_, node]) => node.clone(),
+            _ => atom("none"),
+        })
+    })
+    .expect("fo:dsup_call");
+    rpc::register("fo", "dsup_crash", |args| async move {
+        match args.first().and_then(|id| workers().whereis(id)) {
+            Some(pid) => {
+                pid.exit(beamish::Reason::other("crash"));
+                Ok(atom("ok"))
+            }
+            None => Ok(atom("none")),
+        }
+    })
+    .expect("fo:dsup_crash");
+}
+
 /// Rust functions the test calls on a child.
 fn register_functions() {
     rpc::register("fo", "whereis", |args| async move {
@@ -284,9 +420,11 @@ fn register_functions() {
 // ------------------------------------------------------------ child mode
 
 fn child(name: &str, epmd_port: u16) {
+    // BEAMISH_FO_LOG: a tracing filter for the children (default info).
+    let filter = std::env::var("BEAMISH_FO_LOG").unwrap_or_else(|_| "info".into());
     let _ = tracing_subscriber::fmt()
         .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .try_init();
     let rt = Runtime::builder()
@@ -306,6 +444,7 @@ fn child(name: &str, epmd_port: u16) {
     let app = std::env::var(APP_ENV).ok();
     let doomed = std::env::var(DOOMED_ENV).is_ok();
     let host = std::env::var(HOST_ENV).ok();
+    let dsup = std::env::var(DSUP_ENV).is_ok();
     let out = rt.block_on(async move {
         dist::start(config).await.expect("dist::start");
         global::start().await.expect("global");
@@ -336,6 +475,10 @@ fn child(name: &str, epmd_port: u16) {
             .expect("the probe singleton");
         if let Some(spec) = app {
             start_app(&spec).await;
+        }
+        if dsup {
+            register_dsup_functions();
+            start_workers().await;
         }
         if doomed {
             let spec = ChildSpec::worker("doomed", || async {
@@ -728,6 +871,259 @@ fn random_rounds_on_five_nodes() {
     }
 }
 
+// ------------------------------------------------- distributed supervisor
+
+/// `workers`' children as `node` sees them: each id of the set, with the
+/// pid its name table has.
+async fn dsup_children(node: Atom) -> Option<Vec<(Term, Option<beamish::Pid>)>> {
+    match fo(node, "dsup_children", vec![]).await {
+        Ok(Term::List(ref items)) => Some(
+            items
+                .iter()
+                .filter_map(|t| match t.as_tuple()? {
+                    [id, pid] => Some((id.clone(), pid.as_pid())),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+type Placed = std::collections::BTreeMap<Term, beamish::Pid>;
+
+/// Waits up to `bound` until every node of `nodes` has exactly `ids` in
+/// the set, each with one pid they all agree on, running on the node that
+/// rendezvous hashing over `nodes` gives; those pids, and how long it
+/// took.
+async fn settle_workers(nodes: &[Atom], ids: &[Term], bound: Duration) -> (Placed, Duration) {
+    let t0 = Instant::now();
+    loop {
+        let mut views = Vec::new();
+        for n in nodes {
+            views.push(dsup_children(*n).await);
+        }
+        let agreed = views.iter().all(|v| v == &views[0]);
+        let placed: Option<Placed> = views[0].as_ref().and_then(|v| {
+            let ok = v.len() == ids.len()
+                && v.iter().all(|(id, pid)| {
+                    ids.contains(id) && pid.is_some_and(|p| Some(p.node()) == rendezvous(id, nodes))
+                });
+            ok.then(|| {
+                v.iter()
+                    .map(|(id, p)| (id.clone(), p.expect("a pid")))
+                    .collect()
+            })
+        });
+        if agreed && let Some(placed) = placed {
+            return (placed, t0.elapsed());
+        }
+        assert!(
+            t0.elapsed() < bound,
+            "the workers did not settle on {nodes:?} within {bound:?}: {views:?}"
+        );
+        beamish::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits up to `bound` until the instances that run on `nodes` are
+/// exactly `placed`'s pids: one instance per child, nothing else.
+async fn only_these_run(nodes: &[Atom], placed: &Placed, bound: Duration) {
+    let t0 = Instant::now();
+    let mut want: Vec<beamish::Pid> = placed.values().copied().collect();
+    want.sort();
+    loop {
+        let mut running = Vec::new();
+        for n in nodes {
+            if let Ok(Term::List(ref pids)) = fo(*n, "dsup_local", vec![]).await {
+                running.extend(pids.iter().filter_map(Term::as_pid));
+            }
+        }
+        running.sort();
+        if running == want {
+            return;
+        }
+        assert!(
+            t0.elapsed() < bound,
+            "instances running {running:?}, registered {want:?}"
+        );
+        beamish::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn error_text(r: &Result<Term, rpc::RpcError>) -> String {
+    match r {
+        Ok(t) => match t.as_tuple() {
+            Some([tag, Term::Binary(b)]) if *tag == atom("error") => {
+                String::from_utf8_lossy(b).into_owned()
+            }
+            _ => format!("not an error: {t}"),
+        },
+        Err(e) => format!("rpc failed: {e:?}"),
+    }
+}
+
+/// The `workers` distributed supervisor on three nodes: 30 children land
+/// where rendezvous hashing puts them (some on every node), registered
+/// under `{workers, Id}` everywhere; a crashed child restarts in place, a
+/// start that fails is refused and not kept, a terminated child goes
+/// everywhere. SIGKILL a node: its children run on the two others within
+/// 2 s of the nodedown, and no other child moves. A fourth node joins:
+/// only the children it now ranks first for move to it.
+fn dist_supervisor_spreads_fails_over_and_rebalances() {
+    let names = names("dsup", 4);
+    let specs = specs(&names, &[(DSUP_ENV, "1".into())]);
+    let mut children: Vec<Child> = specs[..3].iter().map(start_child).collect();
+    let nodes: Vec<Atom> = names.iter().map(|n| a(n)).collect();
+    let mut ids: Vec<Term> = (0..30).map(Term::Int).collect();
+    let three = nodes[..3].to_vec();
+    let refs: Vec<&Child> = children.iter().collect();
+    let placed = run_with(&refs, {
+        let ids = ids.clone();
+        async move {
+            for id in &ids {
+                let r = fo(three[0], "dsup_start", vec![id.clone()]).await;
+                assert!(matches!(r, Ok(Term::Pid(_))), "start {id}: {r:?}");
+            }
+            let (placed, took) = settle_workers(&three, &ids, WAIT).await;
+            for n in &three {
+                let here = placed.values().filter(|p| p.node() == *n).count();
+                println!("  {here} of 30 on {n}");
+                assert!(here > 0, "no child on {n}");
+            }
+            println!("  placed in {took:?}");
+            only_these_run(&three, &placed, WAIT).await;
+            let r = fo(three[1], "dsup_start", vec![ids[2].clone()]).await;
+            assert!(error_text(&r).contains("already started"), "{r:?}");
+            let r = fo(three[1], "dsup_start", vec![Term::Int(100), atom("fail")]).await;
+            assert!(error_text(&r).contains("never starts"), "{r:?}");
+            // A crash: restarted on the same node.
+            let old = placed[&ids[0]];
+            let r = fo(old.node(), "dsup_crash", vec![ids[0].clone()]).await;
+            assert_eq!(r.ok(), Some(atom("ok")));
+            let t0 = Instant::now();
+            let placed = loop {
+                let (placed, _) = settle_workers(&three, &ids, WAIT).await;
+                if placed[&ids[0]] != old {
+                    break placed;
+                }
+                assert!(t0.elapsed() < WAIT, "child 0 was not restarted");
+                beamish::sleep(Duration::from_millis(20)).await;
+            };
+            assert_eq!(placed[&ids[0]].node(), old.node());
+            // Terminated from another node: gone everywhere.
+            let r = fo(three[2], "dsup_terminate", vec![ids[1].clone()]).await;
+            assert_eq!(r.ok(), Some(atom("ok")));
+            let rest: Vec<Term> = ids[2..].iter().chain(&ids[..1]).cloned().collect();
+            let (placed, _) = settle_workers(&three, &rest, WAIT).await;
+            only_these_run(&three, &placed, WAIT).await;
+            placed
+        }
+    });
+    ids.remove(1);
+    // SIGKILL the third node.
+    let victim = nodes[2];
+    let two = nodes[..2].to_vec();
+    let dead = children.pop().expect("the victim");
+    let refs: Vec<&Child> = children.iter().collect();
+    let after_kill = run_with(&refs, {
+        let (ids, placed) = (ids.clone(), placed.clone());
+        async move {
+            dist::monitor_node(victim, true);
+            let mut dead = dead;
+            dead.proc.kill();
+            let t0 = wait_nodedown(victim).await;
+            let (now, _) = settle_workers(&two, &ids, Duration::from_secs(2)).await;
+            let window = t0.elapsed();
+            let moved = ids.iter().filter(|id| placed[*id] != now[*id]).count();
+            let had = placed.values().filter(|p| p.node() == victim).count();
+            println!(
+                "  kill {victim}: its {had} children ran elsewhere {window:?} after the nodedown"
+            );
+            assert_eq!(moved, had, "only the dead node's children move");
+            for id in &ids {
+                let answered = fo(now[id].node(), "dsup_call", vec![id.clone()]).await;
+                assert_eq!(answered.ok(), Some(Term::Atom(now[id].node())), "{id}");
+            }
+            now
+        }
+    });
+    // A fourth node joins.
+    children.push(start_child(&specs[3]));
+    let view = vec![nodes[0], nodes[1], nodes[3]];
+    let refs: Vec<&Child> = children.iter().collect();
+    run_with(&refs, async move {
+        let (now, took) = settle_workers(&view, &ids, WAIT).await;
+        let to_new: Vec<&Term> = ids
+            .iter()
+            .filter(|id| rendezvous(id, &view) == Some(view[2]))
+            .collect();
+        for id in &ids {
+            if to_new.contains(&id) {
+                assert_eq!(now[id].node(), view[2]);
+            } else {
+                assert_eq!(now[id], after_kill[id], "{id} moved without cause");
+            }
+        }
+        println!(
+            "  {} joined: {} of {} children moved to it in {took:?}",
+            view[2],
+            to_new.len(),
+            ids.len()
+        );
+        only_these_run(&view, &now, WAIT).await;
+    });
+}
+
+/// SIGSTOP a node of `workers` past the tick timeout: the others run its
+/// children; SIGCONT: the partitions heal into one instance per child,
+/// on the node rendezvous hashing over all three gives, and nothing else
+/// runs.
+fn dist_supervisor_heals_a_partition() {
+    let names = names("dheal", 3);
+    let specs = specs(&names, &[(DSUP_ENV, "1".into())]);
+    let children: Vec<Child> = specs.iter().map(start_child).collect();
+    let nodes: Vec<Atom> = names.iter().map(|n| a(n)).collect();
+    let ids: Vec<Term> = (0..12).map(Term::Int).collect();
+    let refs: Vec<&Child> = children.iter().collect();
+    let stopped = nodes[0];
+    let others: Vec<Atom> = nodes[1..].to_vec();
+    run_with(&refs, {
+        let (nodes, ids) = (nodes.clone(), ids.clone());
+        async move {
+            for id in &ids {
+                let r = fo(nodes[1], "dsup_start", vec![id.clone()]).await;
+                assert!(matches!(r, Ok(Term::Pid(_))), "start {id}: {r:?}");
+            }
+            settle_workers(&nodes, &ids, WAIT).await;
+        }
+    });
+    signal(&children[0], libc::SIGSTOP);
+    run_with(&refs, {
+        let ids = ids.clone();
+        async move {
+            let t0 = Instant::now();
+            while !matches!(fo(others[0], "nodes", vec![]).await,
+                Ok(Term::List(ref ns)) if !ns.contains(&Term::Atom(stopped)))
+            {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(15),
+                    "{stopped} is still connected"
+                );
+                beamish::sleep(Duration::from_millis(50)).await;
+            }
+            let (_, took) = settle_workers(&others, &ids, Duration::from_secs(5)).await;
+            println!("  stop {stopped}: the others ran every child {took:?} after they dropped it");
+        }
+    });
+    signal(&children[0], libc::SIGCONT);
+    run_with(&refs, async move {
+        let (placed, took) = settle_workers(&nodes, &ids, Duration::from_secs(10)).await;
+        only_these_run(&nodes, &placed, Duration::from_secs(5)).await;
+        println!("  SIGCONT: one instance of each child {took:?} later");
+    });
+}
+
 /// The `shop` application on `[n0, {n1, n2}]` with a failover timeout of
 /// 1 s: it starts on n0; when n0 is killed it starts on n1 (the smaller
 /// name of the next group) as `failover:n0`, not before the timeout; when
@@ -917,7 +1313,7 @@ fn main() {
         child(&name, port);
         return;
     }
-    let scenarios: [(&str, fn()); 9] = [
+    let scenarios: [(&str, fn()); 11] = [
         (
             "a_missing_mandatory_node_fails_the_start",
             a_missing_mandatory_node_fails_the_start,
@@ -951,6 +1347,14 @@ fn main() {
             nodes_with_different_lists_still_share_one_instance,
         ),
         ("random_rounds_on_five_nodes", random_rounds_on_five_nodes),
+        (
+            "dist_supervisor_spreads_fails_over_and_rebalances",
+            dist_supervisor_spreads_fails_over_and_rebalances,
+        ),
+        (
+            "dist_supervisor_heals_a_partition",
+            dist_supervisor_heals_a_partition,
+        ),
     ];
     common::run_scenarios(&scenarios);
 }

@@ -6,36 +6,16 @@
 #[path = "../../beamish/tests/support/erl.rs"]
 mod erl;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use erl::{Epmd, ErlNode, Proc, node_name, repo_root, unique_name};
+use erl::{Epmd, ErlNode, Proc, example_binary, node_name, unique_name};
 
 const COOKIE: &str = "clustercookie";
 
-/// Builds the example with the cargo that runs this test and returns its
-/// path.
-fn example_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(repo_root())
-        .args(["build", "-p", "beamish", "--example", "cluster_node"])
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "building the cluster_node example failed");
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test> -> target/<profile>/examples/cluster_node
-    let profile_dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target profile directory");
-    profile_dir.join("examples").join("cluster_node")
-}
-
 #[test]
 fn erlang_uses_kv_demo_global_and_pg_of_cluster_node() {
-    let bin = example_binary();
+    let bin = example_binary("cluster_node");
     let epmd = Epmd::start();
     let short = unique_name("cn");
     let nut = node_name(&short);
@@ -177,7 +157,7 @@ halt(0).
 /// (with back-off) after erl disconnects it.
 #[test]
 fn cluster_node_keeps_its_peers_connected() {
-    let bin = example_binary();
+    let bin = example_binary("cluster_node");
     let epmd = Epmd::start();
     let nut = node_name(&unique_name("cnp"));
     let code = format!(
@@ -222,7 +202,7 @@ halt(0).
 /// `{shutdown,singleton_conflict}`.
 #[test]
 fn the_counter_survives_a_kill_and_a_partition() {
-    let bin = example_binary();
+    let bin = example_binary("cluster_node");
     let epmd = Epmd::start();
     let names: Vec<String> = (0..3)
         .map(|i| node_name(&unique_name(&format!("fo{i}"))))

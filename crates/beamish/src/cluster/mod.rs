@@ -12,6 +12,10 @@
 //!   cluster, registered with [`global`](crate::global); when that node
 //!   dies another starts it, and when a partition heals with two instances
 //!   only one survives.
+//! - [`DistSupervisor`] spreads dynamic children over the nodes (placed by
+//!   rendezvous hashing of their ids, each under a `global` name), and
+//!   starts a dead node's children on the others, moving as few as it can
+//!   when nodes come and go.
 //!
 //! ```no_run
 //! # let rt = beamish::Runtime::new().unwrap();
@@ -31,9 +35,11 @@
 //! [`dist::monitor_nodes`]: crate::dist::monitor_nodes
 
 mod application;
+pub mod dist_supervisor;
 pub mod singleton;
 
 pub use application::DistributedApp;
+pub use dist_supervisor::{DistSupervisor, DistSupervisorRef};
 pub use singleton::{SINGLETON_CONFLICT, Singleton, Start};
 
 use std::collections::BTreeMap;
@@ -42,6 +48,33 @@ use std::time::{Duration, Instant};
 use crate::dist::{self, Atom, NodeDown, NodeUp};
 use crate::global::Rng;
 use crate::{Error, Pid, Ref};
+
+/// Records a restart (or failed start) at `now` in `history`, a sliding
+/// window of `period`; true if that makes more than `intensity` (a
+/// supervisor's restart intensity, shared by the services of this module).
+pub(crate) fn over_intensity(
+    history: &mut std::collections::VecDeque<Instant>,
+    now: Instant,
+    intensity: u32,
+    period: Duration,
+) -> bool {
+    history.push_back(now);
+    while history
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > period)
+    {
+        history.pop_front();
+    }
+    history.len() > intensity as usize
+}
+
+/// The wait after `failures` failed starts in a row: doubling from
+/// 100 ms, at most 5 s.
+pub(crate) fn start_backoff(failures: u32) -> Duration {
+    Duration::from_millis(100)
+        .saturating_mul(1 << failures.min(6))
+        .min(Duration::from_secs(5))
+}
 
 /// The local name of the membership process.
 pub const MEMBERSHIP: &str = "beamish_cluster";

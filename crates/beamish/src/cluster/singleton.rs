@@ -726,9 +726,7 @@ impl Manager {
             }
             crate::exit::<()>(Reason::Shutdown).await;
         }
-        let wait = Duration::from_millis(100)
-            .saturating_mul(1 << self.failures.min(6))
-            .min(Duration::from_secs(5));
+        let wait = super::start_backoff(self.failures);
         self.failures += 1;
         self.state = State::Vacant { at: now + wait };
         Ok(())
@@ -805,15 +803,12 @@ impl Manager {
 
     /// Records a restart or failed start; true if that is one too many.
     fn over_intensity(&mut self, now: Instant) -> bool {
-        self.history.push_back(now);
-        while self
-            .history
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > self.config.period)
-        {
-            self.history.pop_front();
-        }
-        self.history.len() > self.config.intensity as usize
+        super::over_intensity(
+            &mut self.history,
+            now,
+            self.config.intensity,
+            self.config.period,
+        )
     }
 
     async fn on_exit(&mut self, exit: Exit) -> Result<(), Reason> {

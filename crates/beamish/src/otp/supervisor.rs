@@ -960,7 +960,13 @@ pub(crate) fn check_period(period: Duration) -> Result<(), SupervisorError> {
 /// taking the supervisor down.
 pub(crate) async fn start_child_process(spec: &ChildSpec) -> Result<Pid, Error> {
     let start = spec.start.clone();
-    match catch_unwind(AssertUnwindSafe(|| start())) {
+    catch_start(|| start()).await
+}
+
+/// Runs a start function: a panic (in the closure or its future) becomes
+/// `Err(Exited(Panic(message)))`.
+pub(crate) async fn catch_start(start: impl FnOnce() -> StartFuture) -> Result<Pid, Error> {
+    match catch_unwind(AssertUnwindSafe(start)) {
         Ok(future) => CatchUnwind(future).await,
         Err(payload) => Err(Error::Exited(Reason::from_panic(&*payload))),
     }

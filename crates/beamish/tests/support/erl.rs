@@ -131,6 +131,29 @@ pub fn repo_root() -> PathBuf {
         .expect("the workspace root")
 }
 
+/// Builds example `name` of the `beamish` crate, in the profile of the
+/// test binary that calls this, with the cargo that runs the test, and
+/// returns its path.
+#[allow(dead_code)] // Not every test binary that includes this runs an example.
+pub fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> -> target/<profile>/examples/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target profile directory");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.current_dir(repo_root())
+        .args(["build", "-p", "beamish", "--example", name]);
+    if profile_dir.file_name().is_some_and(|p| p == "release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "building the {name} example failed");
+    profile_dir.join("examples").join(name)
+}
+
 // ------------------------------------------------------------------ Proc
 
 /// Where a line came from.
