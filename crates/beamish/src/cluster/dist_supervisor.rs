@@ -282,9 +282,7 @@ struct Lost {
     child: Pid,
 }
 
-fn atom(name: &str) -> Term {
-    Term::Atom(Atom::new(name).unwrap_or(Atom::UNDEFINED))
-}
+use super::atom;
 
 fn ok(t: Term) -> Term {
     Term::Tuple(vec![atom("ok"), t])
@@ -661,6 +659,15 @@ impl Member {
         v
     }
 
+    /// Takes the current view; the placement cache goes when it changed.
+    fn refresh_view(&mut self) {
+        let view = self.current_view();
+        if view != self.view {
+            self.view = view;
+            self.placed.clear();
+        }
+    }
+
     /// Where `id` runs, by the placement of the view (cached per view).
     fn placed_on(&mut self, id: &Term) -> Option<Atom> {
         if let Some(node) = self.placed.get(id) {
@@ -674,13 +681,7 @@ impl Member {
     /// The registered instance of `id`, if it is alive as far as we can
     /// tell.
     fn live_holder(&self, id: &Term) -> Option<Pid> {
-        let pid = global::whereis_name(&self.name_of(id))?;
-        let alive = if pid.is_remote() {
-            dist::nodes().contains(&pid.node())
-        } else {
-            pid.is_alive()
-        };
-        alive.then_some(pid)
+        super::live_global(&self.name_of(id))
     }
 
     fn next_backoff(&self) -> Option<Instant> {
@@ -690,11 +691,7 @@ impl Member {
     /// One pass: start what is placed here and runs nowhere, stop what
     /// runs here and is removed or placed elsewhere.
     async fn reconcile(&mut self) -> Result<(), Reason> {
-        let view = self.current_view();
-        if view != self.view {
-            self.view = view;
-            self.placed.clear();
-        }
+        self.refresh_view();
         let me = dist::this_node();
         let now = Instant::now();
         let mut actions = Vec::new();
@@ -1039,11 +1036,7 @@ impl Member {
     /// `{start_child, Id, Args}`: started here if the child is placed
     /// here; else `{owner, Node}`, for the caller to ask that node.
     async fn call_start(&mut self, id: &Term, args: &Term) -> Result<Term, Reason> {
-        let view = self.current_view();
-        if view != self.view {
-            self.view = view;
-            self.placed.clear();
-        }
+        self.refresh_view();
         let placed = self.placed_on(id);
         if placed != Some(dist::this_node()) {
             return Ok(match placed {

@@ -49,6 +49,23 @@ use crate::dist::{self, Atom, NodeDown, NodeUp};
 use crate::global::Rng;
 use crate::{Error, Pid, Ref};
 
+/// An atom term; `undefined` for a text that is no atom.
+pub(crate) fn atom(name: &str) -> crate::dist::Term {
+    crate::dist::Term::Atom(Atom::new(name).unwrap_or(Atom::UNDEFINED))
+}
+
+/// The process `global` has for `name`, if it is alive as far as this
+/// node can tell (a remote one: its node is connected).
+pub(crate) fn live_global(name: &crate::dist::Term) -> Option<Pid> {
+    let pid = crate::global::whereis_name(name)?;
+    let alive = if pid.is_remote() {
+        dist::nodes().contains(&pid.node())
+    } else {
+        pid.is_alive()
+    };
+    alive.then_some(pid)
+}
+
 /// Records a restart (or failed start) at `now` in `history`, a sliding
 /// window of `period`; true if that makes more than `intensity` (a
 /// supervisor's restart intensity, shared by the services of this module).

@@ -369,9 +369,7 @@ enum State {
     Ended,
 }
 
-fn atom(name: &str) -> Term {
-    Term::Atom(Atom::new(name).unwrap_or(Atom::UNDEFINED))
-}
+use super::atom;
 
 /// The messages managers send each other (terms: they cross nodes).
 ///
@@ -779,13 +777,7 @@ impl Manager {
 
     /// The registered instance, if it is alive as far as we can tell.
     fn live_holder(&self) -> Option<Pid> {
-        let pid = global::whereis_name(&self.config.name)?;
-        let alive = if pid.is_remote() {
-            dist::nodes().contains(&pid.node())
-        } else {
-            pid.is_alive()
-        };
-        alive.then_some(pid)
+        super::live_global(&self.config.name)
     }
 
     fn watch(&mut self, pid: Pid) {
