@@ -8,7 +8,7 @@
 //! that says where it runs and counts), optionally the `shop` distributed
 //! application (its worker says how it was started and carries a count
 //! that a takeover hands over), and Rust functions the test calls with
-//! erpc (`fo:whereis/1`, `fo:call_where/0`, `fo:flap/2`, `fo:nodes/0`,
+//! erpc (`fo:whereis/1`, `fo:call_where/0`, `fo:flap/2`, `fo:isolate/1`, `fo:nodes/0`,
 //! `fo:shop/1`, and the `fo:dsup_*` functions of the `workers`
 //! distributed supervisor, which a child runs with `BEAMISH_FO_DSUP`). The test's own node runs neither `global` nor any
 //! service: it only drives the children with erpc. Every node ticks with
@@ -35,7 +35,7 @@ use beamish::otp::{
 };
 use beamish::{Error, Runtime, global, pg, rpc};
 use common::erl::{node_name, unique_name};
-use common::{COOKIE, Child, WAIT, a, atom};
+use common::{COOKIE, Child, WAIT, a, atom, tuple};
 use serde::{Deserialize, Serialize};
 
 const CHILD_ENV: &str = "BEAMISH_FO_CHILD";
@@ -415,6 +415,37 @@ fn register_functions() {
         Ok(atom("ok"))
     })
     .expect("fo:flap");
+    // `isolate([Keep])`: connections with every node but `Keep` are taken
+    // down and refused (`dist::set_allowed`) until `isolate([])` lifts the
+    // list; answers `isolated` once a peer can no longer be connected.
+    rpc::register("fo", "isolate", |args| async move {
+        let Some(Term::Atom(keep)) = args.first() else {
+            dist::set_allowed(None).expect("dist is started");
+            return Ok(atom("ok"));
+        };
+        dist::set_allowed(Some(&[*keep])).expect("dist is started");
+        // Down, and not connected again by anything in flight.
+        let keep = *keep;
+        let t0 = Instant::now();
+        while dist::nodes().iter().any(|n| *n != keep) && t0.elapsed() < Duration::from_secs(1) {
+            for n in dist::nodes() {
+                if n != keep {
+                    dist::disconnect_node(n);
+                }
+            }
+            beamish::sleep(Duration::from_millis(5)).await;
+        }
+        let peer = std::env::var(PEERS_ENV)
+            .unwrap_or_default()
+            .split(',')
+            .find(|s| !s.is_empty())
+            .map(a);
+        match peer {
+            Some(p) if dist::connect_node(p).await == Ok(false) => Ok(atom("isolated")),
+            _ => Ok(atom("still_connected")),
+        }
+    })
+    .expect("fo:isolate");
 }
 
 // ------------------------------------------------------------ child mode
@@ -1096,6 +1127,7 @@ fn dist_supervisor_heals_a_partition() {
                 assert!(matches!(r, Ok(Term::Pid(_))), "start {id}: {r:?}");
             }
             settle_workers(&nodes, &ids, WAIT).await;
+            no_name_lock_for_a_stranger(nodes[1]).await;
         }
     });
     signal(&children[0], libc::SIGSTOP);
@@ -1122,6 +1154,77 @@ fn dist_supervisor_heals_a_partition() {
         only_these_run(&nodes, &placed, Duration::from_secs(5)).await;
         println!("  SIGCONT: one instance of each child {took:?} later");
     });
+}
+
+/// A partition that cuts every node off from every other (each keeps only
+/// its link to the test's node, which runs no `global`): each node runs
+/// the singleton and every distributed child on its own; once the
+/// partition is lifted, one instance of each is left (the singleton's
+/// rule and the placement pick it) and every node agrees on it.
+fn a_partition_that_isolates_every_node() {
+    let names = names("iso", 3);
+    let specs = specs(&names, &[(DSUP_ENV, "1".into())]);
+    let children: Vec<Child> = specs.iter().map(start_child).collect();
+    let nodes: Vec<Atom> = names.iter().map(|n| a(n)).collect();
+    let ids: Vec<Term> = (0..6).map(Term::Int).collect();
+    let refs: Vec<&Child> = children.iter().collect();
+    let me = world().node;
+    run_with(&refs, async move {
+        converge(&nodes, &probe_name(), WAIT).await;
+        for id in &ids {
+            let r = fo(nodes[0], "dsup_start", vec![id.clone()]).await;
+            assert!(matches!(r, Ok(Term::Pid(_))), "start {id}: {r:?}");
+        }
+        settle_workers(&nodes, &ids, WAIT).await;
+        for n in &nodes {
+            let r = fo(*n, "isolate", vec![Term::Atom(me)]).await;
+            assert_eq!(r.ok(), Some(atom("isolated")), "isolate {n}");
+        }
+        for n in &nodes {
+            let (p, _) = converge(&[*n], &probe_name(), Duration::from_secs(5)).await;
+            assert_eq!(p.node(), *n, "an isolated node runs its own instance");
+            settle_workers(&[*n], &ids, Duration::from_secs(5)).await;
+            let r = fo(*n, "nodes", vec![]).await;
+            assert_eq!(
+                r.ok(),
+                Some(Term::List(vec![Term::Atom(me)])),
+                "{n} is alone"
+            );
+        }
+        for n in &nodes {
+            assert_eq!(fo(*n, "isolate", vec![]).await.ok(), Some(atom("ok")));
+        }
+        let t0 = Instant::now();
+        let (p, _) = converge(&nodes, &probe_name(), Duration::from_secs(10)).await;
+        let (placed, _) = settle_workers(&nodes, &ids, Duration::from_secs(10)).await;
+        only_these_run(&nodes, &placed, Duration::from_secs(5)).await;
+        let (n, _, _) = new_answer(nodes[0], None, Instant::now(), Duration::from_secs(5)).await;
+        assert_eq!(n, p.node(), "calls reach the instance every node has");
+        println!(
+            "  lifted: one singleton (on {}) and one instance of each child {:?} later",
+            p.node(),
+            t0.elapsed()
+        );
+    });
+}
+
+/// Our node runs no `global`, so it is no node the children's name servers
+/// know: they refuse it a registrar's lock (`{global, Pid}`: a node whose
+/// known list is stale must not register names in a partition it has not
+/// synced with), and still grant it a lock on any other resource.
+async fn no_name_lock_for_a_stranger(node: Atom) {
+    let dest = dist::gen_protocol::Dest::Remote {
+        name: a("global_name_server"),
+        node,
+    };
+    let me = Term::Pid(beamish::self_pid());
+    let lock = |resource: Term| tuple([atom("set_lock"), tuple([resource, me.clone()])]);
+    let ask = |request: Term| dist::gen_protocol::call(&dest, request, Some(WAIT));
+    assert_eq!(ask(lock(atom("global"))).await, Ok(atom("false")));
+    let other = tuple([atom("fo_resource"), Term::Int(1)]);
+    assert_eq!(ask(lock(other.clone())).await, Ok(atom("true")));
+    let del = tuple([atom("del_lock"), tuple([other, me.clone()])]);
+    assert_eq!(ask(del).await, Ok(atom("true")));
 }
 
 /// The `shop` application on `[n0, {n1, n2}]` with a failover timeout of
@@ -1313,7 +1416,7 @@ fn main() {
         child(&name, port);
         return;
     }
-    let scenarios: [(&str, fn()); 11] = [
+    let scenarios: [(&str, fn()); 12] = [
         (
             "a_missing_mandatory_node_fails_the_start",
             a_missing_mandatory_node_fails_the_start,
@@ -1354,6 +1457,10 @@ fn main() {
         (
             "dist_supervisor_heals_a_partition",
             dist_supervisor_heals_a_partition,
+        ),
+        (
+            "a_partition_that_isolates_every_node",
+            a_partition_that_isolates_every_node,
         ),
     ];
     common::run_scenarios(&scenarios);

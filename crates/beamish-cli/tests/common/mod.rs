@@ -175,13 +175,21 @@ impl World {
     }
 
     /// [`World::run`] for a test with child nodes: on failure, the panic
-    /// shows what each child printed and our log lines that name it.
+    /// shows what each child printed and our log lines that name it (with
+    /// `BEAMISH_TEST_LOGS` set, what they printed is shown after every step).
     pub fn run_with_children<T: Send + 'static>(
         &self,
         children: &[&Child],
         test: impl Future<Output = T> + Send + 'static,
     ) -> T {
-        match self.handle.block_on(test) {
+        let result = self.handle.block_on(test);
+        if result.is_ok() && std::env::var_os("BEAMISH_TEST_LOGS").is_some() {
+            // Asked for: what each child printed, after a step that passed.
+            for c in children {
+                eprintln!("--- {}:\n{}", c.node, c.proc.output());
+            }
+        }
+        match result {
             Ok(out) => out,
             Err(reason) => {
                 let outputs: String = children

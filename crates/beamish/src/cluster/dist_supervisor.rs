@@ -695,6 +695,7 @@ impl Member {
         let me = dist::this_node();
         let now = Instant::now();
         let mut actions = Vec::new();
+        let mut missing = Vec::new();
         let ids: Vec<Term> = self.children.entries.keys().cloned().collect();
         for id in ids {
             let running = self.running.get(&id).copied();
@@ -720,7 +721,11 @@ impl Member {
                         to: placed,
                     });
                 } else if let Some(node) = placed {
-                    self.check_missing(id, node, now);
+                    if global::whereis_name(&self.name_of(&id)).is_some() {
+                        self.missing.remove(&id);
+                    } else {
+                        missing.push((id, node));
+                    }
                 }
                 continue;
             }
@@ -747,6 +752,18 @@ impl Member {
                 continue;
             }
             actions.push(Action::Start(id));
+        }
+        if !missing.is_empty() {
+            // Only a node global has synced with: until then our table
+            // lacks its names by design (the sync brings them).
+            let synced = global::info().await.map(|i| i.synced).unwrap_or_default();
+            for (id, node) in missing {
+                if synced.contains(&node) {
+                    self.check_missing(id, node, now);
+                } else {
+                    self.missing.remove(&id);
+                }
+            }
         }
         for action in actions {
             match action {
@@ -787,15 +804,13 @@ impl Member {
         Ok(())
     }
 
-    /// A child placed on `node` that runs nowhere in our name table for
-    /// two check periods: we tell its node (once per period), whose member
-    /// starts it, or registers its instance again. (A name lost from some
-    /// tables but not all, which a heal can leave, is repaired so.)
+    /// A child placed on `node` (which global is in sync with) that runs
+    /// nowhere in our name table for two check periods: we tell its node
+    /// (once per period), whose member starts it, or registers its
+    /// instance again. (A name lost from some tables but not all is
+    /// repaired so: global no longer leaves one after a heal, but a
+    /// cluster may hold nodes whose global does.)
     fn check_missing(&mut self, id: Term, node: Atom, now: Instant) {
-        if global::whereis_name(&self.name_of(&id)).is_some() {
-            self.missing.remove(&id);
-            return;
-        }
         let period = self.config.check;
         let (since, told) = self.missing.entry(id.clone()).or_insert((now, None));
         if now.duration_since(*since) < period * 2

@@ -255,6 +255,9 @@ pub(crate) async fn connect(node: Atom, successor: bool) {
         }
     }
     let attempt = async {
+        if !st.allows(node) {
+            return Err("not in the allowed list (dist::allow)".to_owned());
+        }
         let (alive, host) = node
             .as_str()
             .split_once('@')

@@ -32,9 +32,9 @@ pub use atom::{Atom, AtomError, MAX_ATOM_CHARS, MAX_ATOMS};
 pub use etf::{DecodeError, DecodeLimits, EncodeError};
 pub use flags::DistFlags;
 pub use node::{
-    NameDown, NodeConfig, NodeDown, NodeInfo, NodeUp, connect_node, demonitor_name,
+    NameDown, NodeConfig, NodeDown, NodeInfo, NodeUp, allow, allowed, connect_node, demonitor_name,
     disconnect_node, monitor_name, monitor_node, monitor_nodes, nodes, send_alias, send_named,
-    start, this_node,
+    set_allowed, start, this_node,
 };
 pub use remote::{ExtPort, ExtRef, MAX_REMOTE_PIDS, RemoteError, WirePid};
 pub use term::{BigInt, Fun, OutOfRange, Term};

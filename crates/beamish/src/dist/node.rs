@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::net::TcpListener;
 
 use super::connection::{self, Out};
@@ -179,6 +179,9 @@ pub(crate) struct NodeState {
     pub(crate) reported: Mutex<FxHashMap<Atom, Pid>>,
     /// The functions other nodes may call (`beamish::rpc::register`).
     pub(crate) functions: RwLock<FxHashMap<(Atom, Atom), super::rpc::RpcFn>>,
+    /// The nodes connections may be made with, in and out ([`allow`]);
+    /// `None`: any node with the cookie.
+    pub(crate) allowed: RwLock<Option<FxHashSet<Atom>>>,
 }
 
 static NODE: OnceLock<Arc<NodeState>> = OnceLock::new();
@@ -239,6 +242,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeInfo, Error> {
         subscribers: Mutex::new(Vec::new()),
         reported: Mutex::new(FxHashMap::default()),
         functions: RwLock::new(FxHashMap::default()),
+        allowed: RwLock::new(None),
     });
     if NODE.set(state.clone()).is_err() {
         return Err(Error::Config(
@@ -368,7 +372,14 @@ impl NodeState {
             tracing::warn!(peer, "a peer claims this node's own name; refused");
             return Status::NotAllowed;
         }
-        let Some(atom) = Atom::existing(peer) else {
+        let atom = Atom::existing(peer);
+        if let Some(allowed) = &*self.allowed.read()
+            && !atom.is_some_and(|a| allowed.contains(&a))
+        {
+            tracing::info!(peer, "a node not in the allowed list; refused");
+            return Status::NotAllowed;
+        }
+        let Some(atom) = atom else {
             return Status::Ok;
         };
         match self.peers.read().get(&atom) {
@@ -378,6 +389,14 @@ impl NodeState {
             Some(_) if peer > self.name.as_str() => Status::OkSimultaneous,
             Some(_) => Status::Nok,
         }
+    }
+
+    /// Whether connections with `node` may be made ([`allow`]).
+    pub(crate) fn allows(&self, node: Atom) -> bool {
+        self.allowed
+            .read()
+            .as_ref()
+            .is_none_or(|allowed| allowed.contains(&node))
     }
 
     /// Pushes `out` to the connection of `node`, starting one if there is
@@ -650,6 +669,55 @@ pub fn disconnect_node(node: Atom) -> bool {
         let _ = runtime::deliver(p.conn, NodeBox::message(Out::Disconnect));
     }
     true
+}
+
+/// Permits connections, in and out, only with the nodes added by this and
+/// earlier calls (Erlang's `net_kernel:allow/1`). Before the first call any
+/// node with the cookie may connect. Nodes already connected stay
+/// connected; a node left out is refused at its next attempt (its
+/// handshake gets `not_allowed`, ours fails before we dial). Nodes are
+/// never removed from the list: [`set_allowed`] replaces it.
+///
+/// # Errors
+/// [`Error::Config`] when this node is not distributed (Erlang's
+/// `ignored`).
+pub fn allow(nodes: &[Atom]) -> Result<(), Error> {
+    let s = state().ok_or_else(not_started)?;
+    s.allowed
+        .write()
+        .get_or_insert_with(FxHashSet::default)
+        .extend(nodes.iter().copied());
+    Ok(())
+}
+
+/// Replaces the list of nodes that connections may be made with (see
+/// [`allow`]): `Some` of an empty slice refuses every node, `None` allows
+/// any node again. With [`disconnect_node`], this isolates a node from some
+/// or all of its peers until the list is lifted: a partition made on
+/// purpose, which the node's own reconnect attempts cannot end.
+///
+/// # Errors
+/// [`Error::Config`] when this node is not distributed.
+pub fn set_allowed(nodes: Option<&[Atom]>) -> Result<(), Error> {
+    let s = state().ok_or_else(not_started)?;
+    *s.allowed.write() = nodes.map(|n| n.iter().copied().collect());
+    Ok(())
+}
+
+/// The nodes connections may be made with; `None` when any node may.
+pub fn allowed() -> Option<Vec<Atom>> {
+    let s = state()?;
+    let list = s.allowed.read();
+    list.as_ref().map(|l| {
+        let mut v: Vec<Atom> = l.iter().copied().collect();
+        v.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        v
+    })
+}
+
+/// The error of a call that needs [`start`] to have run.
+pub(crate) fn not_started() -> Error {
+    Error::Config("the node is not started (dist::start)".into())
 }
 
 /// Connects to `node` if it is not connected yet and says whether it is

@@ -45,7 +45,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::connection::{Out, SpawnOut, SpawnReply};
-use super::node::{NodeState, state};
+use super::node::{NodeState, not_started, state};
 use super::{Atom, ExtRef, Term};
 use crate::{Down, Error, Pid, Reason, Ref};
 
@@ -129,10 +129,6 @@ pub fn unregister(module: &str, function: &str) -> bool {
 
 fn name(s: &str) -> Result<Atom, Error> {
     Atom::new(s).map_err(|e| Error::Config(format!("bad name {s:?}: {e}")))
-}
-
-fn not_started() -> Error {
-    Error::Config("the node is not started (dist::start)".into())
 }
 
 // ------------------------------------------------------------------ serving

@@ -1,12 +1,6 @@
 //! The two halves of OTP's `$gen_call` that the name server needs: answering
-//! a caller (`gen:reply`) and calling one registered server on many nodes
-//! (`gen_server:multi_call`).
-//!
-//! A caller's `From` is `{Pid, Tag}`. The reply is `{Tag, Reply}` sent to
-//! `Pid`: that reaches a plain-reference tag, the `{Ref, Node}` tag of
-//! `multi_call`, and the `[alias|Ref]` tag of OTP 25/26's `gen:call` (which
-//! waits for `{[alias|Ref], Reply}` in the caller's mailbox whichever way it
-//! arrives).
+//! a caller (`gen:reply`, shared with `dist::gen_protocol`) and calling one
+//! registered server on many nodes (`gen_server:multi_call`).
 //!
 //! `multi_call` sends `{'$gen_call', {Self, {Ref, Node}}, Request}` to
 //! `{Name, Node}` for every node, monitors each `{Name, Node}`, and
@@ -19,32 +13,9 @@ use std::time::{Duration, Instant};
 use crate::dist::{self, Atom, NameDown, Term};
 use crate::{Pid, Ref};
 
-/// The `{Pid, Tag}` of a `$gen_call`.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct From {
-    /// The caller.
-    pub(crate) pid: Pid,
-    /// Its tag, given back in the reply.
-    pub(crate) tag: Term,
-}
-
-impl From {
-    /// Reads `{Pid, Tag}`.
-    pub(crate) fn parse(t: &Term) -> Option<From> {
-        match t.as_tuple()? {
-            [Term::Pid(pid), tag] => Some(From {
-                pid: *pid,
-                tag: tag.clone(),
-            }),
-            _ => None,
-        }
-    }
-}
-
-/// Answers a `$gen_call`: `Pid ! {Tag, Reply}`.
-pub(crate) fn reply(from: &From, reply: Term) {
-    from.pid.send(Term::tuple(vec![from.tag.clone(), reply]));
-}
+/// The `{Pid, Tag}` of a `$gen_call`, and the answer to it (OTP's
+/// `gen:reply/2`: to the alias of an `[alias | Alias]` tag).
+pub(crate) use crate::dist::gen_protocol::{From, reply};
 
 /// `{'$gen_call', {Self, Tag}, Request}`.
 pub(crate) fn call_message(me: Pid, tag: Term, request: Term) -> Term {
@@ -66,8 +37,8 @@ pub(crate) fn gen_cast() -> Atom {
 }
 
 /// OTP's `gen_server:multi_call(Nodes, Name, Request, Timeout)`: the replies
-/// of the nodes that answered, and the nodes that did not (down, or silent
-/// for `timeout`). Must run inside a process; other messages stay in its
+/// of the nodes that answered, and the nodes that did not (down, not
+/// connected, or silent for `timeout`). Must run inside a process; other messages stay in its
 /// mailbox, but a `NodeDown` of a watched node that races with its reply
 /// may be left there (callers ignore stray messages).
 pub(crate) async fn multi_call(
@@ -81,13 +52,21 @@ pub(crate) async fn multi_call(
     let base = Term::from(Ref::new());
     // Each server is monitored by name, as OTP's multi_call does: a node
     // that is down, or runs no such server, counts as bad at once.
+    // A node not connected counts as bad at once too, and is not dialled
+    // (OTP's multi_call would connect): the nodes global calls are its
+    // known ones, which are connected, unless the nodedown of one is still
+    // on its way; dialling that node (stopped, say) would hold every lock
+    // and registration of the cluster for a handshake timeout.
+    let connected = dist::nodes();
     let mut waiting: Vec<(Atom, Ref)> = Vec::with_capacity(nodes.len());
     let mut bad = Vec::new();
     for &node in nodes {
         if waiting.iter().any(|(n, _)| *n == node) {
             continue;
         }
-        if node == here && crate::whereis(name.as_str()).is_none() {
+        if (node == here && crate::whereis(name.as_str()).is_none())
+            || (node != here && !connected.contains(&node))
+        {
             bad.push(node);
             continue;
         }

@@ -370,8 +370,11 @@ pub(crate) async fn set_lock_on_nodes(id: &LockId, nodes: &[Atom], tables: &Mute
         return false;
     }
     let req = Term::tuple(vec![a("set_lock"), id.to_term()]);
-    let (replies, _bad) = call::multi_call(nodes, proto::atom(SERVER), &req, CALL_TIMEOUT).await;
-    if replies.iter().all(|(_, r)| *r == Term::Atom(Atom::TRUE)) {
+    let t0 = std::time::Instant::now();
+    let (replies, bad) = call::multi_call(nodes, proto::atom(SERVER), &req, CALL_TIMEOUT).await;
+    let set = replies.iter().all(|(_, r)| *r == Term::Atom(Atom::TRUE));
+    tracing::debug!(lock = %id.to_term(), ?nodes, ?bad, took = ?t0.elapsed(), set, "global: set_lock on nodes");
+    if set {
         return true;
     }
     if replies.len() > 1 {

@@ -49,7 +49,12 @@
 //! `{register, Name, Pid, Method}` (or `{unregister, Name}`) to all of them
 //! with `multi_call`, and unlocks. Each server applies a `register` only
 //! while the caller still holds global's lock there, so a registration from
-//! a node that died half-way does not spread. Every server monitors the
+//! a node that died half-way does not spread. A server refuses the
+//! registrar's lock to a node that is not among its known nodes (OTP grants
+//! it): that node's own known list is stale, it has not synced with us
+//! since one of us dropped the other, and a registration it made now could
+//! replace a name we hold for a process of our partition, leaving the
+//! tables different after the next sync. Every server monitors the
 //! registered process: when it dies, or its node goes down, every server
 //! drops the name by itself.
 //!

@@ -216,6 +216,10 @@ impl Server {
     }
 
     fn set_lock(&mut self, id: &LockId, pid: Pid) -> bool {
+        if self.stale_registrar(id, pid) {
+            tracing::debug!(%pid, "global: name lock refused to a node we are not synced with");
+            return false;
+        }
         let mut t = self.tables.lock();
         if !t.can_set_lock(id) {
             return false;
@@ -230,6 +234,23 @@ impl Server {
             self.monitors.insert(mon, Watch::Lock(id.resource.clone()));
         }
         true
+    }
+
+    /// A registrar's lock (`{global, Pid}`) asked from a node that is not
+    /// among our known ones: that node's known list is stale (we dropped it,
+    /// or it dropped us and reconnected, and no sync has run since). OTP
+    /// grants it, and the registration then replaces a name we hold for a
+    /// process of our partition, which the sync that follows no longer
+    /// sees as a clash: the partitions' name tables diverge. Refusing makes
+    /// the registrar retry once its own node has caught up; the sync
+    /// lockers' `{global, [Locker, ...]}` locks, taken before the nodes
+    /// know each other, are not affected.
+    fn stale_registrar(&self, id: &LockId, pid: Pid) -> bool {
+        let node = pid.node();
+        id.resource == a("global")
+            && matches!(id.requester, Term::Pid(_))
+            && node != self.node
+            && !self.known.contains_key(&node)
     }
 
     fn del_lock(&mut self, id: &LockId, pid: Pid) {
@@ -315,6 +336,7 @@ impl Server {
         {
             self.callbacks.remove(&e.name);
         }
+        tracing::debug!(name = %e.name, pid = %e.pid, kept = still, "global: name inserted");
         if !still {
             // The lock holder went away (its node went down, maybe came back)
             // before this arrived: the name must not spread from here.
@@ -323,6 +345,7 @@ impl Server {
     }
 
     fn delete_name(&mut self, name: &Term) {
+        tracing::debug!(name = %name, "global: name deleted");
         self.forget_name(name, true);
     }
 
@@ -394,6 +417,7 @@ impl Server {
                 lock,
             } => {
                 let added = self.add_to_known(&nodes);
+                tracing::debug!(%node, ops = ops.len(), ?added, "global: new nodes");
                 self.sync_others(&added);
                 self.do_ops(ops, lock.as_ref());
                 self.locker.send(LockerMsg::AddToKnown(added));
@@ -514,6 +538,7 @@ impl Server {
     /// Both sides' operations are here: apply them and tell the others
     /// (OTP's `resolved/5`).
     fn resolved(&mut self, node: Atom, mine: Vec<Op>, his: Vec<Op>, his_known: Vec<(Atom, u32)>) {
+        tracing::debug!(%node, mine = mine.len(), his = his.len(), "global: resolved");
         let mut ops = mine;
         ops.extend(his);
         let (prot_vsn, lock_id) = self
