@@ -756,7 +756,7 @@ impl Member {
         if !missing.is_empty() {
             // Only a node global has synced with: until then our table
             // lacks its names by design (the sync brings them).
-            let synced = global::info().await.map(|i| i.synced).unwrap_or_default();
+            let synced = global::known_nodes().await.unwrap_or_default();
             for (id, node) in missing {
                 if synced.contains(&node) {
                     self.check_missing(id, node, now);

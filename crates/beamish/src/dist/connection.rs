@@ -255,7 +255,7 @@ pub(crate) async fn connect(node: Atom, successor: bool) {
         }
     }
     let attempt = async {
-        if !st.allows(node) {
+        if !st.allows(Some(node)) {
             return Err("not in the allowed list (dist::allow)".to_owned());
         }
         let (alive, host) = node

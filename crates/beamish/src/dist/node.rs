@@ -373,9 +373,7 @@ impl NodeState {
             return Status::NotAllowed;
         }
         let atom = Atom::existing(peer);
-        if let Some(allowed) = &*self.allowed.read()
-            && !atom.is_some_and(|a| allowed.contains(&a))
-        {
+        if !self.allows(atom) {
             tracing::info!(peer, "a node not in the allowed list; refused");
             return Status::NotAllowed;
         }
@@ -391,12 +389,13 @@ impl NodeState {
         }
     }
 
-    /// Whether connections with `node` may be made ([`allow`]).
-    pub(crate) fn allows(&self, node: Atom) -> bool {
-        self.allowed
-            .read()
-            .as_ref()
-            .is_none_or(|allowed| allowed.contains(&node))
+    /// Whether connections with `node` may be made ([`allow`]); `None` is
+    /// a name that is no atom yet, so in no list.
+    pub(crate) fn allows(&self, node: Option<Atom>) -> bool {
+        match &*self.allowed.read() {
+            None => true,
+            Some(allowed) => node.is_some_and(|n| allowed.contains(&n)),
+        }
     }
 
     /// Pushes `out` to the connection of `node`, starting one if there is

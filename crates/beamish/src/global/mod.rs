@@ -375,6 +375,15 @@ async fn ask(make: impl FnOnce(Pid, Ref) -> ToServer) -> Result<ApiValue, Error>
     }
 }
 
+/// The nodes this node's name server is in sync with (its known nodes),
+/// without the copy of the name table that [`info`] makes.
+pub(crate) async fn known_nodes() -> Result<Vec<Atom>, Error> {
+    match ask(|reply, id| ToServer::Known { reply, id }).await? {
+        ApiValue::Known(k) => Ok(k),
+        _ => Err(unknown_server()),
+    }
+}
+
 async fn registrar_job(job: registrar::Job) -> Result<(), Error> {
     match ask(|reply, id| ToServer::Registrar { job, reply, id }).await? {
         ApiValue::Done(r) => r,

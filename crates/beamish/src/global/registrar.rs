@@ -53,7 +53,7 @@ pub(crate) async fn run(server: Pid, tables: Arc<Mutex<Tables>>) {
             resource: a("global"),
             requester: Term::Pid(me),
         };
-        let nodes = set_lock_known(server, &id, &tables, &mut rng).await;
+        let nodes = set_lock_known(&id, &tables, &mut rng).await;
         let result = do_job(server, &tables, job.job, &nodes).await;
         delete_global_lock(&id, &nodes).await;
         job.reply.send(ApiReply {
@@ -63,39 +63,12 @@ pub(crate) async fn run(server: Pid, tables: Arc<Mutex<Tables>>) {
     }
 }
 
-/// The known nodes, as the server has them.
-async fn known(server: Pid) -> Vec<Atom> {
-    let id = Ref::new();
-    let me = crate::self_pid();
-    let mon = crate::monitor(server);
-    server.send(ToServer::Known { reply: me, id });
-    let got = crate::receive_match(|m| {
-        m.downcast_ref::<ApiReply>().is_some_and(|r| r.id == id)
-            || m.downcast_ref::<crate::Down>()
-                .is_some_and(|d| d.monitor == mon)
-    })
-    .await;
-    crate::demonitor_flush(mon);
-    match got.downcast::<ApiReply>() {
-        Ok(ApiReply {
-            value: ApiValue::Known(k),
-            ..
-        }) => k,
-        _ => Vec::new(),
-    }
-}
-
 /// Locks global's lock on us and every known node (OTP's `set_lock_known`).
-async fn set_lock_known(
-    server: Pid,
-    id: &LockId,
-    tables: &Mutex<Tables>,
-    rng: &mut Rng,
-) -> Vec<Atom> {
+async fn set_lock_known(id: &LockId, tables: &Mutex<Tables>, rng: &mut Rng) -> Vec<Atom> {
     let here = dist::this_node();
     let mut times = 0u32;
     loop {
-        let known = known(server).await;
+        let known = super::known_nodes().await.unwrap_or_default();
         let mut nodes = vec![here];
         nodes.extend(known.iter().copied());
         let boss = nodes
@@ -105,7 +78,7 @@ async fn set_lock_known(
             .unwrap_or(here);
         if set_lock_on_nodes(id, &[boss], tables).await {
             if set_lock_on_nodes(id, &nodes, tables).await {
-                let now = self::known(server).await;
+                let now = super::known_nodes().await.unwrap_or_default();
                 if now.iter().all(|n| known.contains(n)) {
                     return nodes;
                 }
