@@ -257,7 +257,9 @@ fn list_runs_nothing() {
             "gen_call",
             "erpc",
             "cluster",
-            "failover"
+            "failover",
+            "trace",
+            "observe"
         ]
     );
 }
@@ -428,5 +430,53 @@ fn failover_at_a_tiny_size() {
             && l.runtime == "beamish"
             && l.keys.get("peer").map(String::as_str) == Some("erl")),
         "no mixed pair: {lines:?}"
+    );
+}
+
+/// `observe` and `trace` at tiny sizes: beamish gives its figures (and the
+/// erl run of `observe` its own, or a skip without Erlang); no timing
+/// asserted beyond what must hold whatever the machine.
+#[test]
+fn observe_and_trace_at_tiny_sizes() {
+    let out = beamish(&[
+        "bench",
+        "observe",
+        "trace",
+        "idle=2000",
+        "busy=100",
+        "refreshes=1",
+        "n=2000",
+        "rate=100",
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines = lines(&out);
+    let find = |bench: &str, runtime: &str| {
+        lines
+            .iter()
+            .find(|l| l.bench == bench && l.runtime == runtime)
+            .unwrap_or_else(|| panic!("no {bench}/{runtime} line: {lines:?}"))
+    };
+    let b = find("observe", "beamish");
+    assert!(!b.keys.contains_key("error"), "{b:?}");
+    assert!(
+        num(b, "refresh_cpu_ms") >= 0.0 && num(b, "observer_mb") >= 0.0,
+        "{b:?}"
+    );
+    assert_eq!((num(b, "idle"), num(b, "busy")), (2000.0, 100.0));
+    let e = find("observe", "erl");
+    if !e.keys.contains_key("skipped") {
+        assert!(!e.keys.contains_key("error"), "{e:?}");
+        assert!(num(e, "refresh_cpu_ms") >= 0.0, "{e:?}");
+    }
+    let t = find("trace", "beamish");
+    assert!(!t.keys.contains_key("error"), "{t:?}");
+    // The rate limit held (the run takes well under 100 s), and the queue
+    // limit bounded what the slow tracer was given.
+    assert!(num(t, "limited_delivered") <= 200.0, "{t:?}");
+    assert!(num(t, "unlimited_queued") <= 10_000.0, "{t:?}");
+    assert!(
+        num(t, "unlimited_delivered") + num(t, "unlimited_dropped") >= 2.0 * 2000.0,
+        "{t:?}"
     );
 }

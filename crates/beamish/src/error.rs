@@ -31,6 +31,9 @@ pub enum Error {
     Io(Arc<str>),
     /// A wait ran out of time.
     Timeout,
+    /// The process is traced by another trace session (for a runtime's
+    /// own pid: another session traces its new processes).
+    AlreadyTraced(Pid),
     /// A process ended with this reason before it could answer.
     Exited(crate::Reason),
     /// The node the process lives on could not be reached, or the
@@ -58,6 +61,7 @@ impl fmt::Display for Error {
             Error::Config(m) => write!(f, "bad configuration: {m}"),
             Error::Io(e) => write!(f, "io error: {e}"),
             Error::Timeout => f.write_str("timed out"),
+            Error::AlreadyTraced(pid) => write!(f, "{pid} is traced by another session"),
             Error::Exited(r) => write!(f, "the process exited: {r}"),
             #[cfg(feature = "dist")]
             Error::NodeDown(n) => write!(f, "node {n} is down"),

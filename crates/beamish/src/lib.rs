@@ -59,6 +59,8 @@ pub mod global;
 #[cfg(not(loom))]
 mod mailbox;
 #[cfg(not(loom))]
+pub mod observe;
+#[cfg(not(loom))]
 pub mod otp;
 #[cfg(all(not(loom), feature = "dist"))]
 pub mod pg;
@@ -80,6 +82,8 @@ mod scheduler;
 mod signal;
 #[cfg(not(loom))]
 mod timer;
+#[cfg(not(loom))]
+pub mod trace;
 #[cfg(not(loom))]
 mod yielding;
 

@@ -75,6 +75,11 @@ pub fn run(workload: &str, args: &Args) -> Result<Report, String> {
             };
             on_beamish(restart(n, period, intensity))
         }
+        "trace" => {
+            let n = args.num("n", 1_000_000)?;
+            let rate = args.num("rate", 1_000)?;
+            on_beamish(super::observe::trace(n, rate))
+        }
         other => Err(format!("{other}: no beamish implementation")),
     }
 }

@@ -21,6 +21,7 @@ mod beamish_runtime;
 mod dist;
 mod failover;
 pub mod measure;
+mod observe;
 mod otp;
 mod tokio_baseline;
 
@@ -221,6 +222,26 @@ pub const WORKLOADS: &[Workload] = &[
             key("rate", 1_000, 1),
             key("ticktime", 4, 1),
             key("heal", 1, 0),
+        ],
+        on_tokio: false,
+        check: None,
+        peers: true,
+    },
+    Workload {
+        name: "trace",
+        about: "n round trips with one side traced (send+receive): rate-limited, and unlimited with a slow tracer",
+        keys: &[key("n", 1_000_000, 1), key("rate", 1_000, 1)],
+        on_tokio: false,
+        check: None,
+        peers: false,
+    },
+    Workload {
+        name: "observe",
+        about: "idle + busy processes; a full top-10 refresh a second, refreshes times: its CPU and memory",
+        keys: &[
+            key("idle", 1_000_000, 0),
+            key("busy", 100_000, 10),
+            key("refreshes", 3, 1),
         ],
         on_tokio: false,
         check: None,
@@ -542,6 +563,7 @@ impl Runtime {
         match (self, peer) {
             (rt, Some(peer)) if w.name == "dist" => dist::run(rt, peer, args),
             (rt, Some(peer)) if w.name == "failover" => failover::run(rt, peer, args),
+            (rt, Some(peer)) if w.name == "observe" => observe::run(rt, peer, args),
             (rt, Some(peer)) => otp::run(w.name, rt, peer, args),
             (Runtime::Beamish, None) => beamish_runtime::run(w.name, args),
             (Runtime::Tokio, None) => tokio_baseline::run(w.name, args),
@@ -616,9 +638,9 @@ fn pairs(w: &Workload, baseline: Option<Runtime>, erl_missing: Option<&str>) -> 
     let mut v = vec![pair(Runtime::Beamish, Some(Peer::Beamish))];
     if erl_missing.is_none() {
         v.push(pair(Runtime::Erl, Some(Peer::Erl)));
-        // Failover's erl run is a cluster of erl nodes with its own client:
-        // there is no mixed pair.
-        if w.name != "failover" {
+        // Failover's erl run is a cluster of erl nodes with its own client,
+        // observe's one erl node observing itself: there is no mixed pair.
+        if w.name != "failover" && w.name != "observe" {
             v.push(pair(Runtime::Beamish, Some(Peer::Erl)));
         }
     }

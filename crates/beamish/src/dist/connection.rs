@@ -13,9 +13,16 @@
 //! between local and remote processes (for `noconnection` when the
 //! connection is lost, and the `UNLINK_ID` handshake), the monitors in both
 //! directions, and the processes watching the node.
+//!
+//! And it counts what goes through the socket, for
+//! [`connection_stats`](super::connection_stats): plain adds to its own
+//! totals per message, tick and read or write, published to the shared
+//! counters with relaxed stores once per read batch (end of `read`) and
+//! once per write batch (end of a `flush` that had something to write).
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -29,6 +36,7 @@ use super::node::{
     NameDown, NodeDown, NodeState, NodeUp, Peer, encode_body, encode_body_into, noconnection_down,
     state,
 };
+use super::stats::{ConnCounters, Tally};
 use super::term::Term;
 use super::{Atom, DistFlags, ExtRef, epmd, etf};
 use crate::mailbox::node::NodeBox;
@@ -374,23 +382,11 @@ pub(crate) async fn accepted(mut stream: TcpStream, addr: SocketAddr) {
             Some(p) if p.conn != me => {
                 debug_assert!(p.up);
                 let _ = runtime::deliver(p.conn, NodeBox::message(Out::Replaced));
-                peers.insert(
-                    node,
-                    Peer {
-                        conn: me,
-                        up: false,
-                    },
-                );
+                peers.insert(node, Peer::starting(me));
             }
             Some(_) => {}
             None => {
-                peers.insert(
-                    node,
-                    Peer {
-                        conn: me,
-                        up: false,
-                    },
-                );
+                peers.insert(node, Peer::starting(me));
             }
         }
     }
@@ -428,6 +424,11 @@ struct Conn<'a> {
     /// True while `output` starts at a frame boundary (no frame of it has
     /// been written in part).
     output_clean: bool,
+    /// Running totals, published to `counters` once per read batch
+    /// ([`Conn::read`]) and once per write batch ([`Conn::flush`]).
+    tally: Tally,
+    /// What [`super::connection_stats`] shows of this connection.
+    counters: Arc<ConnCounters>,
 }
 
 async fn run(
@@ -438,10 +439,12 @@ async fn run(
     leftovers: Option<Box<Handover>>,
 ) {
     let me = crate::self_pid();
+    let counters = ConnCounters::new(node, peer.creation, me);
     if let Some(p) = st.peers.write().get_mut(&node)
         && p.conn == me
     {
         p.up = true;
+        p.counters = Some(counters.clone());
     }
     tracing::info!(%node, "connected");
     report_up(st, node, me);
@@ -464,6 +467,8 @@ async fn run(
         finished: false,
         scratch: Vec::with_capacity(128),
         output_clean: true,
+        tally: Tally::default(),
+        counters,
     };
     let mut why = None;
     if let Some(h) = leftovers {
@@ -532,6 +537,7 @@ impl Conn<'_> {
                 }
                 if !self.wrote_since_tick {
                     frame::write_tick(&mut self.output);
+                    self.tally.ticks_out += 1;
                 }
                 self.wrote_since_tick = false;
                 next_tick = now + tick;
@@ -563,9 +569,15 @@ impl Conn<'_> {
         }
     }
 
-    /// Writes as much pending output as the socket takes now.
+    /// Writes as much pending output as the socket takes now, and
+    /// publishes the output counters.
     fn flush(&mut self) -> Result<(), Ended> {
-        if !self.output.is_empty() && self.output_clean && peer_closed(&self.stream) {
+        // Every message and tick adds to `output`, and the flush that
+        // empties it publishes: with nothing pending, nothing is new.
+        if self.output.is_empty() {
+            return Ok(());
+        }
+        if self.output_clean && peer_closed(&self.stream) {
             // Nothing of this batch would arrive: keep it for a successor.
             return Err(Ended::Closed);
         }
@@ -576,37 +588,46 @@ impl Conn<'_> {
                     let _ = self.output.split_to(n);
                     self.output_clean = self.output.is_empty();
                     self.wrote_since_tick = true;
+                    self.tally.bytes_out += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(Ended::Io(e)),
             }
         }
+        self.counters.publish_out(&self.tally, self.output.len());
         if self.output.len() > MAX_OUTPUT_MESSAGES * self.st.config.max_message_size {
             return Err(Ended::OutputOverflow);
         }
         Ok(())
     }
 
-    /// Reads what the socket has and handles every complete frame.
+    /// Reads what the socket has and handles every complete frame, then
+    /// publishes the input counters.
     async fn read(&mut self) -> Result<(), Ended> {
         let mut budget = 16;
         loop {
             self.input.reserve(READ_CHUNK);
             match self.stream.try_read_buf(&mut self.input) {
                 Ok(0) => return Err(Ended::Closed),
-                Ok(_) => self.last_read = Instant::now(),
+                Ok(n) => {
+                    self.last_read = Instant::now();
+                    self.tally.bytes_in += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(Ended::Io(e)),
             }
             self.frames()?;
             budget -= 1;
             if budget == 0 {
+                self.counters.publish_in(&self.tally);
                 // Let other processes run between large batches.
                 crate::yield_now().await;
                 budget = 16;
             }
         }
-        self.frames()
+        let handled = self.frames();
+        self.counters.publish_in(&self.tally);
+        handled
     }
 
     fn frames(&mut self) -> Result<(), Ended> {
@@ -616,9 +637,15 @@ impl Conn<'_> {
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(Ended::Protocol(e.to_string())),
             };
-            let Some(frame) = frame else { continue }; // a tick
+            let Some(frame) = frame else {
+                self.tally.ticks_in += 1;
+                continue;
+            };
             match self.reader.message(frame) {
-                Ok(Some(msg)) => self.incoming(msg)?,
+                Ok(Some(msg)) => {
+                    self.tally.messages_in += 1;
+                    self.incoming(msg)?
+                }
                 Ok(None) => {}
                 Err(e) => return Err(Ended::Protocol(e.to_string())),
             }
@@ -1131,6 +1158,8 @@ impl Conn<'_> {
                 }
             }
             Signal::Info(reply) => reply(None),
+            // Sessions trace local processes only.
+            Signal::Trace(_) => {}
         }
     }
 
@@ -1186,6 +1215,7 @@ impl Conn<'_> {
         };
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.tally.messages_out += 1;
         frame::write_message(&mut self.output, &scratch, payload, framing, seq);
         self.scratch = scratch;
     }
@@ -1250,10 +1280,7 @@ fn leave_to_successor(st: &NodeState, node: Atom) -> (bool, Option<Pid>) {
     let was_up = p.up;
     match st.handle.spawn(connect(node, true)) {
         Ok(next) => {
-            *p = Peer {
-                conn: next,
-                up: false,
-            };
+            *p = Peer::starting(next);
             (was_up, Some(next))
         }
         Err(_) => {

@@ -7,7 +7,9 @@
 //! - [`start`]: makes this OS process a node; then a remote [`Pid`](crate::Pid)
 //!   is used like a local one (`send` a [`Term`], `link`, `monitor`,
 //!   `exit`), and [`send_named`], [`nodes`], [`monitor_node`] and
-//!   [`monitor_nodes`] work as in Erlang.
+//!   [`monitor_nodes`] work as in Erlang;
+//! - [`connection_stats`]: bytes, messages and queues of every connection,
+//!   for an observer.
 
 mod atom;
 mod connection;
@@ -23,6 +25,7 @@ pub(crate) mod remote;
 pub mod rpc;
 #[cfg(feature = "serde")]
 pub mod serde;
+mod stats;
 mod term;
 mod wire;
 
@@ -37,6 +40,7 @@ pub use node::{
     set_allowed, start, this_node,
 };
 pub use remote::{ExtPort, ExtRef, MAX_REMOTE_PIDS, RemoteError, WirePid};
+pub use stats::{ConnectionStats, connection_stats};
 pub use term::{BigInt, Fun, OutOfRange, Term};
 pub use wire::Wire;
 

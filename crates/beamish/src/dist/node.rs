@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 use super::connection::{self, Out};
 use super::handshake::{HandshakeConfig, Status};
 use super::remote::{self, pid_to_wire};
+use super::stats::ConnCounters;
 use super::term::Term;
 use super::{Atom, ExtRef, epmd, etf};
 use crate::mailbox::node::{Kind, NodeBox};
@@ -161,6 +162,19 @@ pub(crate) struct Peer {
     pub(crate) conn: Pid,
     /// True once the handshake is done.
     pub(crate) up: bool,
+    /// The counters of its connection, set when it comes up.
+    pub(crate) counters: Option<Arc<ConnCounters>>,
+}
+
+impl Peer {
+    /// A connection process that is not up yet.
+    pub(crate) fn starting(conn: Pid) -> Peer {
+        Peer {
+            conn,
+            up: false,
+            counters: None,
+        }
+    }
 }
 
 /// The node of this OS process.
@@ -422,7 +436,7 @@ impl NodeState {
         let Ok(conn) = self.handle.spawn(connection::connect(node, false)) else {
             return; // the runtime is shutting down
         };
-        peers.insert(node, Peer { conn, up: false });
+        peers.insert(node, Peer::starting(conn));
         if let Err(back) = runtime::deliver(conn, item) {
             node_box_lost(back);
         }

@@ -17,7 +17,7 @@ use std::fmt;
 use std::ptr;
 
 use crate::Pid;
-use crate::process::Header;
+use crate::process::{Header, Local};
 use crate::runtime::{self, context};
 use crate::signal::{self, Signal};
 use node::{Kind, NodeBox};
@@ -30,31 +30,53 @@ pub(crate) fn drain(h: &Header) -> usize {
     // Local` is alive while this runs.
     let local = unsafe { &mut *h.local.get() };
     let before = local.queue.len();
-    if chain.only_messages() {
+    let mut traced = if crate::trace::on() {
+        crate::trace::receives(h, local)
+    } else {
+        None
+    };
+    if traced.is_none() && chain.only_messages() {
         local.queue.append_chain(chain);
         return local.queue.len() - before;
     }
     for node in chain {
         match node.kind() {
-            Kind::Message => local.queue.push_back(node),
+            Kind::Message => {
+                if let Some(emit) = &traced {
+                    emit(node.type_name());
+                }
+                local.queue.push_back(node);
+            }
             Kind::Signal => {
                 if let Ok(sig) = node.downcast::<Signal>() {
+                    let starts_trace = matches!(sig, Signal::Trace(_));
                     signal::handle(h, local, sig);
+                    if starts_trace {
+                        // Messages after the session's signal are traced.
+                        traced = crate::trace::receives(h, local);
+                    }
                 }
             }
-            Kind::Alias => {
-                let active = node.alias_tag().is_some_and(|tag| {
-                    local.ext.as_ref().is_some_and(|e| e.aliases.contains(&tag))
-                });
-                if active {
-                    local.queue.push_back(node);
-                } else {
-                    node::drop_quietly(node);
-                }
-            }
+            Kind::Alias => deliver_alias(local, node, traced.as_ref()),
         }
     }
     local.queue.len().saturating_sub(before)
+}
+
+/// Queues a message sent to an alias, or drops it if the alias is not
+/// active (any more).
+fn deliver_alias(local: &mut Local, node: NodeBox, traced: Option<&impl Fn(&'static str)>) {
+    let active = node
+        .alias_tag()
+        .is_some_and(|tag| local.ext.as_ref().is_some_and(|e| e.aliases.contains(&tag)));
+    if active {
+        if let Some(emit) = traced {
+            emit(node.type_name());
+        }
+        local.queue.push_back(node);
+    } else {
+        node::drop_quietly(node);
+    }
 }
 
 /// Activates or deactivates an alias of the calling process: while active,
@@ -193,6 +215,9 @@ impl Pid {
 
     fn deliver_node(self, node: NodeBox) {
         context::consume(1);
+        if crate::trace::on() {
+            crate::trace::sent(self, node.type_name());
+        }
         if let Err(node) = runtime::deliver(self, node) {
             node::drop_quietly(node);
         }

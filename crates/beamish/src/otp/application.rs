@@ -52,9 +52,12 @@ struct Root(Ref, SupervisorRef);
 /// The master's answer to the starter.
 struct Started(Ref, Result<SupervisorRef, SupervisorError>);
 
+/// What an application master's registered name starts with.
+pub(crate) const MASTER_PREFIX: &str = "application:";
+
 /// The master's registered name for application `name`.
 fn master_name(name: &str) -> String {
-    format!("application:{name}")
+    format!("{MASTER_PREFIX}{name}")
 }
 
 impl Application {

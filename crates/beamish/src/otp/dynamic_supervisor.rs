@@ -51,6 +51,7 @@ use super::supervisor::{
     SupervisorError, check_period, check_spec, report_exit, report_shutdown, shutdown_child,
     start_child_process,
 };
+use crate::observe::tree::{TreeKind, TreeQuery};
 use crate::{Down, Error, Exit, Message, Pid, Reason, Ref};
 
 /// A dynamic supervisor's configuration (Elixir's `DynamicSupervisor.init`
@@ -170,6 +171,7 @@ async fn start(
         flags,
         children: FxHashMap::default(),
         restarting: FxHashMap::default(),
+        restarts: FxHashMap::default(),
         next_token: 0,
         supervisors: 0,
         history: RestartHistory::new(flags.intensity, flags.period),
@@ -390,7 +392,9 @@ struct DynServer {
     /// Running children.
     children: FxHashMap<Pid, ChildSpec>,
     /// Children whose restart failed, waiting for their `TryAgain`.
-    restarting: FxHashMap<u64, ChildSpec>,
+    restarting: FxHashMap<u64, (ChildSpec, u32)>,
+    /// Restarts so far of running children restarted at least once.
+    restarts: FxHashMap<Pid, u32>,
     /// The next `TryAgain` token.
     next_token: u64,
     /// Children of kind supervisor, in both maps (for O(1) counts).
@@ -417,11 +421,18 @@ impl GenServer for DynServer {
             Ok(Exit { from, reason }) => return self.child_exited(from, reason).await,
             Err(msg) => msg,
         };
+        let msg = match msg.downcast::<TreeQuery>() {
+            Ok(query) => {
+                query.answer(TreeKind::DynamicSupervisor, self.which_children());
+                return Flow::Ok;
+            }
+            Err(msg) => msg,
+        };
         match msg.downcast::<TryAgain>() {
             Ok(TryAgain(token)) => match self.restarting.remove(&token) {
-                Some(spec) => {
+                Some((spec, restarts)) => {
                     self.forget(&spec);
-                    self.restart(spec).await
+                    self.restart(spec, restarts).await
                 }
                 None => Flow::Ok,
             },
@@ -477,6 +488,7 @@ impl DynServer {
             .remove(&pid)
             .ok_or(SupervisorError::NotAChild(pid))?;
         self.forget(&spec);
+        self.restarts.remove(&pid);
         let reason = shutdown_child(pid, spec.shutdown).await;
         report_shutdown(&spec, &reason);
         Ok(())
@@ -488,12 +500,14 @@ impl DynServer {
             pid: Some(pid),
             kind: spec.kind,
             restarting: false,
+            restarts: self.restarts.get(&pid).copied().unwrap_or(0),
         });
-        let restarting = self.restarting.values().map(|spec| ChildInfo {
+        let restarting = self.restarting.values().map(|(spec, restarts)| ChildInfo {
             id: spec.id.clone(),
             pid: None,
             kind: spec.kind,
             restarting: true,
+            restarts: *restarts,
         });
         running.chain(restarting).collect()
     }
@@ -512,9 +526,10 @@ impl DynServer {
             return Flow::Ok;
         };
         self.forget(&spec);
+        let restarts = self.restarts.remove(&pid).unwrap_or(0);
         report_exit(&spec.id, pid, &reason);
         if spec.restart.restarts_after(&reason) {
-            self.restart(spec).await
+            self.restart(spec, restarts).await
         } else {
             Flow::Ok
         }
@@ -522,7 +537,7 @@ impl DynServer {
 
     /// Restarts a child that is in neither map, unless the restart
     /// intensity is exceeded: then the supervisor stops.
-    async fn restart(&mut self, spec: ChildSpec) -> Flow {
+    async fn restart(&mut self, spec: ChildSpec, restarts: u32) -> Flow {
         if !self.history.add(Instant::now()) {
             tracing::error!(
                 supervisor = %crate::self_pid(),
@@ -533,15 +548,17 @@ impl DynServer {
         }
         let started = start_child_process(&spec).await;
         self.remember(&spec);
+        let restarts = restarts.saturating_add(1);
         match started {
             Ok(pid) => {
                 self.children.insert(pid, spec);
+                self.restarts.insert(pid, restarts);
             }
             Err(cause) => {
                 tracing::error!(supervisor = %crate::self_pid(), child = &*spec.id, %cause, "restart error");
                 let token = self.next_token;
                 self.next_token += 1;
-                self.restarting.insert(token, spec);
+                self.restarting.insert(token, (spec, restarts - 1));
                 crate::self_pid().send(TryAgain(token));
             }
         }
@@ -572,6 +589,7 @@ impl DynServer {
             pending.insert(mref, (pid, spec));
         }
         self.restarting.clear();
+        self.restarts.clear();
         self.supervisors = 0;
         timed.sort_unstable_by_key(|&(t, _)| t);
         let mut next = 0;

@@ -558,7 +558,7 @@ async fn dispatch_wire<S: GenServer>(server: &mut S, msg: Term) -> Result<Flow, 
                 Some((from, encode)) => (from.clone(), *encode),
                 None => return Ok(Flow::Ok),
             };
-            let Reply { reply, flow } = server.handle_call(request, to).await;
+            let Reply { reply, flow } = handle_call_traced(server, request, to).await;
             if let Some(value) = reply {
                 gen_protocol::reply(&caller, encode(&value));
             }
@@ -716,6 +716,24 @@ impl<S: GenServer> ServerRef<S> {
         request: S::Call,
         timeout: Duration,
     ) -> Result<S::Reply, Error> {
+        let server = self.pid;
+        let request_type = std::any::type_name::<S::Call>();
+        let started = crate::trace::on().then(std::time::Instant::now);
+        let span = tracing::debug_span!(target: "beamish::gen_server", "call", %server, request = request_type);
+        // No span wrapper when no subscriber wants it (the wrapper is a
+        // layer more in every call's future).
+        let result = if span.is_disabled() {
+            self.call_untraced(request, timeout).await
+        } else {
+            tracing::Instrument::instrument(self.call_untraced(request, timeout), span).await
+        };
+        if let Some(t) = started {
+            crate::trace::called(server, request_type, result.is_ok().then(|| t.elapsed()));
+        }
+        result
+    }
+
+    async fn call_untraced(&self, request: S::Call, timeout: Duration) -> Result<S::Reply, Error> {
         let server = self.pid;
         #[cfg(feature = "dist")]
         if server.is_remote() {
@@ -930,6 +948,22 @@ async fn serve<S: GenServer>(mut server: S, parent: Pid, tag: Ref, linked: bool)
     }
 }
 
+/// `handle_call`, timed for a trace session that traces this server's calls.
+async fn handle_call_traced<S: GenServer>(
+    server: &mut S,
+    request: S::Call,
+    from: ReplyTo<S::Reply>,
+) -> Reply<S::Reply> {
+    if !crate::trace::on() {
+        return server.handle_call(request, from).await;
+    }
+    let caller = from.caller;
+    let started = std::time::Instant::now();
+    let reply = server.handle_call(request, from).await;
+    crate::trace::handled_call(caller, std::any::type_name::<S::Call>(), started.elapsed());
+    reply
+}
+
 async fn dispatch<S: GenServer>(server: &mut S, msg: Message, parent: Pid) -> Flow {
     let msg = match msg.downcast::<CallMsg<S>>() {
         Ok(CallMsg { request, from }) => {
@@ -940,7 +974,7 @@ async fn dispatch<S: GenServer>(server: &mut S, msg: Message, parent: Pid) -> Fl
                 wire: None,
                 _reply: PhantomData,
             };
-            let Reply { reply, flow } = server.handle_call(request, from).await;
+            let Reply { reply, flow } = handle_call_traced(server, request, from).await;
             if let Some(value) = reply {
                 caller.reply(value);
             }

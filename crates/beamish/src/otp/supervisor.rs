@@ -72,6 +72,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::gen_server::{self, Flow, GenServer, Init, Reply, ReplyTo, ServerRef, StartOptions};
+use crate::observe::tree::{TreeKind, TreeQuery};
 use crate::{Down, Error, Exit, Mark, Message, Pid, Reason, Ref};
 
 /// A child's name within its supervisor.
@@ -478,6 +479,9 @@ pub struct ChildInfo {
     pub kind: ChildKind,
     /// A restart failed and is being retried.
     pub restarting: bool,
+    /// Times its supervisor started it again after it ended (a restart by
+    /// strategy counts for every child it restarts).
+    pub restarts: u32,
 }
 
 /// Child counts, as [`SupervisorRef::count_children`] reports them.
@@ -1090,6 +1094,15 @@ enum Slot {
 struct Child {
     spec: ChildSpec,
     slot: Slot,
+    /// Times the supervisor started it again after it ended.
+    restarts: u32,
+}
+
+impl Child {
+    fn restarted(&mut self, pid: Pid) {
+        self.slot = Slot::Running(pid);
+        self.restarts = self.restarts.saturating_add(1);
+    }
 }
 
 /// What `init` needs, consumed by it.
@@ -1204,6 +1217,7 @@ impl GenServer for SupServer {
                 Ok(pid) => self.children.push(Child {
                     spec,
                     slot: Slot::Running(pid),
+                    restarts: 0,
                 }),
                 Err(cause) => {
                     tracing::error!(supervisor = %crate::self_pid(), child = &*spec.id, %cause, "start error");
@@ -1238,6 +1252,16 @@ impl GenServer for SupServer {
             Ok(Exit { from, reason }) => return self.child_exited(from, reason).await,
             Err(msg) => msg,
         };
+        let msg = match msg.downcast::<TreeQuery>() {
+            Ok(query) => {
+                query.answer(
+                    TreeKind::Supervisor(self.flags.strategy),
+                    self.which_children(),
+                );
+                return Flow::Ok;
+            }
+            Err(msg) => msg,
+        };
         match msg.downcast::<TryAgain>() {
             Ok(TryAgain(id)) => self.try_again(&id).await,
             Err(msg) => {
@@ -1268,6 +1292,7 @@ impl SupServer {
                 },
                 kind: c.spec.kind,
                 restarting: c.slot == Slot::Restarting,
+                restarts: c.restarts,
             })
             .collect()
     }
@@ -1300,6 +1325,7 @@ impl SupServer {
                 self.children.push(Child {
                     spec,
                     slot: Slot::Running(pid),
+                    restarts: 0,
                 });
                 Ok(pid)
             }
@@ -1433,7 +1459,7 @@ impl SupServer {
         let first = match self.flags.strategy {
             Strategy::OneForOne => {
                 match start_child_process(&self.children[i].spec).await {
-                    Ok(pid) => self.children[i].slot = Slot::Running(pid),
+                    Ok(pid) => self.children[i].restarted(pid),
                     Err(cause) => self.retry_later(i, &cause),
                 }
                 return Flow::Ok;
@@ -1445,7 +1471,7 @@ impl SupServer {
         self.stop_children_from(first).await;
         for j in first..self.children.len() {
             match start_child_process(&self.children[j].spec).await {
-                Ok(pid) => self.children[j].slot = Slot::Running(pid),
+                Ok(pid) => self.children[j].restarted(pid),
                 Err(cause) => {
                     self.retry_later(j, &cause);
                     break;

@@ -48,9 +48,12 @@ pub struct ProcessInfo {
     pub trap_exit: bool,
     /// Its priority.
     pub priority: Priority,
+    /// The types of the oldest messages in its mailbox (up to 10), as
+    /// observer's process page shows the head of the message queue.
+    pub message_types: Vec<&'static str>,
 }
 
-fn status_of(bits: usize) -> Status {
+pub(crate) fn status_of(bits: usize) -> Status {
     if bits & DONE != 0 {
         Status::Exiting
     } else if bits & RUNNING != 0 {
@@ -92,6 +95,12 @@ pub(crate) fn snapshot(h: &Header, local: &Local) -> ProcessInfo {
         memory: h.vtable.size + queued + ext_bytes,
         trap_exit: local.trap_exit,
         priority: h.priority(),
+        message_types: local
+            .queue
+            .iter()
+            .take(10)
+            .map(|n| (n.vtable.type_name)())
+            .collect(),
     }
 }
 

@@ -19,7 +19,7 @@ use std::ptr::NonNull;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::loom::atomic::{AtomicU8, AtomicU64, Ordering};
+use crate::loom::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use crate::mailbox::inbound::Inbound;
 use crate::mailbox::queue::Queue;
 use crate::runtime::Shared;
@@ -70,6 +70,8 @@ impl Priority {
 pub(crate) mod flags {
     /// The process has (or had) a registered name: its exit must unregister it.
     pub(crate) const HAS_NAME: u8 = 1 << 0;
+    /// A trace session traces the process (`crate::trace`).
+    pub(crate) const TRACED: u8 = 1 << 1;
 }
 
 /// The control block, shared with other threads.
@@ -97,6 +99,15 @@ pub(crate) struct Header {
     pub(crate) flags: AtomicU8,
     /// [`Priority`] as a byte (fixed at spawn).
     pub(crate) priority: u8,
+    /// The introspection window in which the process was last polled
+    /// (`scheduler::load`); in the padding before `local`.
+    pub(crate) window: AtomicU16,
+    /// Messages in the queue when the process last finished a poll, for
+    /// introspection that must not stop the process (`observe`). Written by
+    /// the owner once per poll, next to its state word's end-of-run write,
+    /// so it costs no extra cache line; it fills padding
+    /// before `local` too.
+    pub(crate) queue_len: AtomicU32,
     /// Owner-only state: touched only by the thread running the process.
     pub(crate) local: UnsafeCell<Local>,
     /// Reductions spent so far (written by the process, read by introspection).
@@ -143,6 +154,8 @@ pub(crate) struct Ext {
     pub(crate) exiting: Option<Reason>,
     /// Called with the exit reason when the process ends (used by `block_on`).
     pub(crate) exit_hook: Option<ExitHook>,
+    /// The trace session tracing the process (`crate::trace`).
+    pub(crate) trace: Option<std::sync::Arc<crate::trace::Session>>,
 }
 
 impl Local {
@@ -236,5 +249,15 @@ mod tests {
             hot >= sender_end - 1 + 64,
             "hot fields at {hot}, senders up to {sender_end}"
         );
+    }
+
+    #[test]
+    fn introspection_fields_fill_padding() {
+        // `queue_len` and `window` sit between `priority` and `local`, in
+        // what was padding: the control block is no larger for them.
+        let end = std::mem::offset_of!(Header, queue_len) + std::mem::size_of::<AtomicU32>();
+        assert!(std::mem::offset_of!(Header, window) > std::mem::offset_of!(Header, priority));
+        assert!(end <= std::mem::offset_of!(Header, local), "{end}");
+        assert_eq!(std::mem::size_of::<Header>(), 136);
     }
 }

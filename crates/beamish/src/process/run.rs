@@ -47,9 +47,19 @@ pub(crate) fn run(task: Task, core: &Core) {
     let ticks = w.ticks.load(Ordering::Relaxed);
     w.current.store(h.pid.to_bits(), Ordering::Relaxed);
     w.ticks.store(ticks + 1, Ordering::Relaxed);
+    let observed = w.load.observed.load(Ordering::Relaxed);
+    if observed {
+        w.load.before_run(h);
+    }
     context::enter_process(p);
 
+    let _span = tracing::trace_span!(target: "beamish::process", "process", pid = %h.pid).entered();
     crate::mailbox::drain(h);
+    // After the drain: a trace session is installed by a signal.
+    let traced = crate::trace::on() && h.flags.load(Ordering::Relaxed) & flags::TRACED != 0;
+    if traced {
+        crate::trace::scheduled(h, true);
+    }
     let outcome = match exiting_reason(h) {
         Some(reason) => Outcome::Exit(reason),
         None => {
@@ -70,8 +80,19 @@ pub(crate) fn run(task: Task, core: &Core) {
 
     match outcome {
         Outcome::Pending => {
+            drop(_span);
+            if traced {
+                crate::trace::scheduled(h, false);
+            }
             let spent = context::leave_process();
             h.add_reductions(spent);
+            // SAFETY: the process is RUNNING on this thread; short borrow.
+            let queued = unsafe { (*h.local.get()).queue.len() };
+            h.queue_len
+                .store(u32::try_from(queued).unwrap_or(u32::MAX), Ordering::Relaxed);
+            if observed {
+                w.load.after_run(spent);
+            }
             w.ticks.store(ticks + 2, Ordering::Relaxed);
             match h.state.end_run() {
                 AfterRun::Reschedule => h.shared().schedule_back(task),
@@ -83,10 +104,14 @@ pub(crate) fn run(task: Task, core: &Core) {
             }
         }
         Outcome::Exit(reason) => {
+            drop(_span);
             // The process's memory may be freed by `terminate`: nothing of it
             // is touched afterwards.
             terminate(task, reason, core);
-            context::leave_process();
+            let spent = context::leave_process();
+            if observed {
+                w.load.after_run(spent);
+            }
             w.ticks.store(ticks + 2, Ordering::Relaxed);
         }
     }
@@ -106,6 +131,7 @@ fn terminate(task: Task, reason: Reason, core: &Core) {
     if let Reason::Panic(msg) = &reason {
         tracing::error!(pid = %me, panic = %msg, "process panicked");
     }
+    tracing::trace!(target: "beamish::process", pid = %me, %reason, "exited");
 
     // 1. No more sends.
     let late = h.inbound.close();
@@ -121,7 +147,11 @@ fn terminate(task: Task, reason: Reason, core: &Core) {
     for node in local.queue.drain() {
         drop_quietly(node);
     }
-    let ext = local.ext.take();
+    let mut ext = local.ext.take();
+    if crate::trace::on() {
+        let session = ext.as_mut().and_then(|e| e.trace.take());
+        crate::trace::exited(h, session, &reason);
+    }
 
     // 3. Signals that arrived too late.
     for node in late {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::raw::Cell;
 use super::state::State;
 use super::{ExitHook, Header, Local, Priority, Task, flags};
-use crate::loom::atomic::{AtomicU8, AtomicU64, Ordering};
+use crate::loom::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use crate::mailbox::inbound::Inbound;
 use crate::runtime::{Shared, context, current_shared};
 use crate::{Error, Pid, Reason, Ref};
@@ -139,6 +139,20 @@ impl SpawnOptions {
         if let Some(hook) = self.exit_hook {
             local.ext().exit_hook = Some(hook);
         }
+        let from_birth = if crate::trace::on() {
+            crate::trace::trace_new(shared)
+        } else {
+            None
+        };
+        let mut bits = if self.name.is_some() {
+            flags::HAS_NAME
+        } else {
+            0
+        };
+        if let Some(s) = &from_birth {
+            crate::trace::install_at_birth(s.clone(), pid, &mut local);
+            bits |= flags::TRACED;
+        }
         let p: NonNull<Header> = Cell::allocate(future, |vtable| Header {
             // One reference for the table, one for the run queue.
             state: State::new_scheduled(2),
@@ -147,12 +161,10 @@ impl SpawnOptions {
             rt: NonNull::from(shared),
             inbound: Inbound::new(),
             reductions: AtomicU64::new(0),
-            flags: AtomicU8::new(if self.name.is_some() {
-                flags::HAS_NAME
-            } else {
-                0
-            }),
+            flags: AtomicU8::new(bits),
             priority: self.priority as u8,
+            queue_len: AtomicU32::new(0),
+            window: AtomicU16::new(0),
             local: std::cell::UnsafeCell::new(local),
         });
 
@@ -192,6 +204,10 @@ impl SpawnOptions {
             if let Some(m) = monitor {
                 plocal.ext().monitors.insert(m, pid);
             }
+        }
+        tracing::trace!(target: "beamish::process", %pid, parent = ?parent.map(|p| unsafe { p.as_ref() }.pid), "spawned");
+        if crate::trace::on() {
+            crate::trace::spawned(shared, parent, pid, from_birth.as_ref());
         }
         if shared.shutting_down.load(Ordering::SeqCst) {
             crate::signal::send_forced_exit(shared, pid, Reason::Shutdown);

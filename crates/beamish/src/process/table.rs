@@ -22,7 +22,7 @@ use crossbeam_epoch::Guard;
 use parking_lot::Mutex;
 
 use super::Header;
-use crate::loom::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use crate::loom::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use crate::pid::{INDEX_BITS, SERIAL_MASK};
 use crate::{Error, Pid};
 
@@ -56,8 +56,11 @@ pub(crate) struct Table {
     fresh: AtomicU32,
     /// Batches of freed pids (with their next serial) given up by caches.
     pool: Mutex<Vec<Vec<Pid>>>,
-    /// Live processes.
-    live: AtomicUsize,
+    /// Processes ever published, and ever removed: live is the difference.
+    /// Two counters cost what one `live` counter cost (one read-modify-write
+    /// per spawn and per exit) and give introspection spawn and exit rates.
+    spawned: AtomicU64,
+    exited: AtomicU64,
 }
 
 /// A scheduler's private supply of slots.
@@ -83,7 +86,8 @@ impl Table {
             grow: Mutex::new(()),
             fresh: AtomicU32::new(1),
             pool: Mutex::new(Vec::new()),
-            live: AtomicUsize::new(0),
+            spawned: AtomicU64::new(0),
+            exited: AtomicU64::new(0),
         }
     }
 
@@ -94,7 +98,28 @@ impl Table {
     }
 
     pub(crate) fn live(&self) -> usize {
-        self.live.load(Ordering::Acquire)
+        // Exits first: every exit counted was of a process already counted.
+        let exited = self.exited.load(Ordering::Acquire);
+        let spawned = self.spawned.load(Ordering::Acquire);
+        spawned.saturating_sub(exited) as usize
+    }
+
+    /// Processes ever published and ever removed, in that order.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        let exited = self.exited.load(Ordering::Acquire);
+        (self.spawned.load(Ordering::Acquire), exited)
+    }
+
+    /// Slots handed out so far: every live process has an index below this.
+    pub(crate) fn high_water(&self) -> u32 {
+        self.fresh.load(Ordering::Acquire)
+    }
+
+    /// The process in slot `index`, if one is published there.
+    pub(crate) fn at<'g>(&self, index: u32, _guard: &'g Guard) -> Option<&'g Header> {
+        let p = self.slot(index)?.load(Ordering::Acquire);
+        // SAFETY: as in `get`.
+        unsafe { p.as_ref() }
     }
 
     fn slot(&self, index: u32) -> Option<&AtomicPtr<Header>> {
@@ -171,7 +196,7 @@ impl Table {
     pub(crate) fn insert(&self, p: NonNull<Header>) {
         // SAFETY: the caller just built the process.
         let pid = unsafe { p.as_ref().pid };
-        self.live.fetch_add(1, Ordering::AcqRel);
+        self.spawned.fetch_add(1, Ordering::AcqRel);
         let slot = self.slot(pid.index());
         debug_assert!(slot.is_some(), "slot of {pid} has no chunk");
         if let Some(slot) = slot {
@@ -190,7 +215,10 @@ impl Table {
             let batch: Vec<Pid> = cache.free.drain(..BATCH).collect();
             self.pool.lock().push(batch);
         }
-        self.live.fetch_sub(1, Ordering::AcqRel) - 1
+        // AcqRel: the last exit sees every spawn whose process exited
+        // before it, so exactly the remover that empties the table sees 0.
+        let exited = self.exited.fetch_add(1, Ordering::AcqRel) + 1;
+        self.spawned.load(Ordering::Acquire).saturating_sub(exited) as usize
     }
 
     /// Gives back a pid that was never published (a spawn that failed).

@@ -43,6 +43,11 @@ impl Registry {
         self.names.read().by_pid.get(&pid).cloned()
     }
 
+    /// Registered names.
+    pub(crate) fn len(&self) -> usize {
+        self.names.read().by_name.len()
+    }
+
     pub(crate) fn registered(&self) -> Vec<Arc<str>> {
         self.names.read().by_name.keys().cloned().collect()
     }
@@ -110,6 +115,11 @@ impl Registry {
             names.by_name.remove(&name);
         }
     }
+}
+
+/// The name `pid` is registered under in the caller's runtime.
+pub(crate) fn name_of(pid: Pid) -> Option<Arc<str>> {
+    current_shared("name_of").registry.name_of(pid)
 }
 
 /// Registers `pid` under `name` in its runtime, like `erlang:register/2`.

@@ -248,6 +248,10 @@ pub(crate) struct Shared {
     pub(crate) all_exited: (Mutex<()>, Condvar),
     /// Subscribers to `long_schedule` reports.
     pub(crate) long_schedule_subscribers: Mutex<Vec<Pid>>,
+    /// Introspection state (`observe`).
+    pub(crate) observe: crate::observe::hub::Hub,
+    /// Trace sessions' state (`trace`).
+    pub(crate) trace: crate::trace::State,
     /// State that modules above the runtime keep per runtime (one value
     /// per type, made on first use), so that it is not process-wide.
     pub(crate) extensions: Mutex<FxHashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
@@ -335,6 +339,12 @@ impl Shared {
 
     /// Sends a `long_schedule` report to every subscriber.
     pub(crate) fn notify_long_schedule(&self, report: LongSchedule) {
+        self.observe
+            .long_schedule(crate::observe::LongScheduleEvent {
+                at: Duration::from_nanos(self.clock.now()),
+                pid: report.pid,
+                duration: report.duration,
+            });
         let mut subs = self.long_schedule_subscribers.lock();
         subs.retain(|&pid| self.deliver(pid, NodeBox::message(report.clone())).is_ok());
     }
@@ -487,6 +497,8 @@ impl Runtime {
             external_slots: Mutex::new(SlotCache::default()),
             all_exited: (Mutex::new(()), Condvar::new()),
             long_schedule_subscribers: Mutex::new(Vec::new()),
+            observe: crate::observe::hub::Hub::new(),
+            trace: crate::trace::State::default(),
             extensions: Mutex::new(FxHashMap::default()),
             spare_queues: Mutex::new(spares),
             spare_threads: Mutex::new(Vec::new()),
@@ -704,6 +716,10 @@ impl Handle {
         context::core().map(|core| Handle {
             shared: core.shared.clone(),
         })
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// The runtime's own pid (the sender of signals from outside any

@@ -20,6 +20,7 @@
 //!   when every thread is stuck.
 
 pub(crate) mod idle;
+pub(crate) mod load;
 pub(crate) mod park;
 pub(crate) mod sysmon;
 pub(crate) mod worker;
@@ -51,6 +52,8 @@ pub(crate) struct WorkerShared {
     pub(crate) active: AtomicBool,
     /// The monitor saw this thread stuck in one poll past the threshold.
     pub(crate) stuck: AtomicBool,
+    /// Idle time and per-process reductions, for introspection.
+    pub(crate) load: load::Load,
 }
 
 impl WorkerShared {
@@ -64,6 +67,7 @@ impl WorkerShared {
             preempt: AtomicBool::new(false),
             active: AtomicBool::new(false),
             stuck: AtomicBool::new(false),
+            load: load::Load::new(),
         }
     }
 

@@ -110,6 +110,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
             preempt_longest(&shared, &samples);
         }
         let busy = watch(&shared, &mut samples, now);
+        shared.observe.expire(&shared, now);
         let next_timer = shared.timers.next_deadline().unwrap_or(u64::MAX);
         let wake_at = if busy {
             next_timer.min(now + sample_ns)

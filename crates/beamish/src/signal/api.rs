@@ -96,6 +96,9 @@ pub fn link(pid: Pid) -> Result<(), Error> {
     match send(pid, Signal::Link { from: h.pid }) {
         Ok(()) => {
             local.ext().links.insert(pid);
+            if crate::trace::on() {
+                crate::trace::linked(pid, true);
+            }
             Ok(())
         }
         Err(_) if local.trap_exit => {
@@ -121,6 +124,9 @@ pub fn unlink(pid: Pid) {
     let was = local.ext.as_mut().is_some_and(|e| e.links.remove(&pid));
     if was {
         let _ = send(pid, Signal::Unlink { from: h.pid });
+        if crate::trace::on() {
+            crate::trace::linked(pid, false);
+        }
     }
 }
 

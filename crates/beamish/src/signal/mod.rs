@@ -58,6 +58,8 @@ pub(crate) enum Signal {
     Down(Down),
     /// A `process_info` request: the receiver answers with its state.
     Info(Box<dyn FnOnce(Option<ProcessInfo>) + Send>),
+    /// A trace session to install (`crate::trace`).
+    Trace(crate::trace::Install),
 }
 
 /// Sends a signal to a pid of any runtime. Gives it back if the process does
@@ -133,6 +135,7 @@ pub(crate) fn handle(h: &Header, local: &mut Local, signal: Signal) {
             let info = crate::process::info::snapshot(h, local);
             reply(Some(info));
         }
+        Signal::Trace(install) => install.apply(h, local),
     }
 }
 
@@ -195,6 +198,7 @@ pub(crate) fn answer_as_dead(me: Pid, reason: &Reason, signal: Signal) {
             );
         }
         Signal::Info(reply) => reply(None),
+        Signal::Trace(install) => install.dead(me),
         Signal::Exit { .. }
         | Signal::Unlink { .. }
         | Signal::Demonitor { .. }

@@ -31,6 +31,9 @@ pub(crate) enum Action {
     Send { to: Pid, node: NodeBox },
 }
 
+/// Bytes a pending timer takes in the wheel (its slab entry).
+pub(crate) const ENTRY_BYTES: usize = std::mem::size_of::<wheel::Entry<Action>>();
+
 /// The timers of one runtime.
 pub(crate) struct Timers {
     /// Pending timers.
@@ -54,6 +57,11 @@ impl Timers {
     /// Cancels a timer; its deadline and action if it had not fired.
     pub(crate) fn cancel(&self, key: TimerKey) -> Option<(u64, Action)> {
         self.wheel.lock().cancel(key)
+    }
+
+    /// Pending timers.
+    pub(crate) fn len(&self) -> usize {
+        self.wheel.lock().len()
     }
 
     pub(crate) fn next_deadline(&self) -> Option<u64> {

@@ -156,7 +156,7 @@ pub(crate) struct TimerKey {
 /// payload: 48 bytes with `T = [u8; 16]` or with a niche-carrying `T` (a `Box`, a `NonZero`),
 /// 56 bytes with `T = [u64; 2]` (the `Option` tag then costs 8 bytes). Checked by the
 /// `entry_size` test.
-struct Entry<T> {
+pub(crate) struct Entry<T> {
     /// Deadline in nanoseconds, exactly as given to `insert`.
     deadline: u64,
     /// Insertion sequence number: orders timers with equal deadlines.

@@ -1,0 +1,257 @@
+//! The observer endpoint of a node: `beamish_observer:*` functions that an
+//! observer on another node calls with `erpc` (the `beamish observer`
+//! command, or `erpc:call` from an Erlang shell).
+//!
+//! | call | answer |
+//! |---|---|
+//! | `sample(N)` | a map: counters since the runtime started (the caller takes differences between its own samples, as with `scheduler_wall_time`, so any number of observers can poll), memory by kind, and the top `N` processes by reductions in the last window, by mailbox and by memory |
+//! | `process_info(Pid)` | a property list (or `undefined`): status, mailbox length, reductions, memory, links, monitors, name, the types of the first messages in the mailbox |
+//! | `applications()` | `[{App, Tree}]`: every application's supervision tree |
+//! | `kill(Pid)` | `ok` after `exit(Pid, kill)`; refused on a read-only endpoint |
+//!
+//! Process rows are tuples `{Pid, Name | undefined, Reductions,
+//! RecentReductions, QueueLength, Memory, Status}`.
+//!
+//! Cost on the observed node: one [`Observer`] shared by every caller, one
+//! pass over the process table per `sample` (see [`super`]), and N is
+//! capped at [`MAX_TOP`] so that a caller cannot ask for a million rows.
+
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
+
+use super::{Observer, ProcessSummary, Sample, SupervisorNode, TreeKind};
+use crate::dist::Term;
+use crate::dist::rpc::{self, Exception};
+use crate::otp::supervisor::Strategy;
+use crate::{Error, Pid, Reason, Status};
+
+/// The most rows a `sample` returns per ranking.
+pub const MAX_TOP: usize = 1_000;
+
+/// Messages of a mailbox whose types `process_info` lists.
+const MAILBOX_HEAD: usize = 10;
+
+struct Endpoint {
+    observer: Mutex<Observer>,
+    read_only: bool,
+}
+
+static ENDPOINT: OnceLock<Endpoint> = OnceLock::new();
+
+/// Serves the `beamish_observer` functions on the running node (see the
+/// module docs). `read_only` refuses `kill`. Calling it again keeps the
+/// first endpoint.
+///
+/// # Errors
+/// Outside a beamish process, or before the node is started.
+pub fn serve(read_only: bool) -> Result<(), Error> {
+    let observer = Observer::current()?;
+    ENDPOINT.get_or_init(|| Endpoint {
+        observer: Mutex::new(observer),
+        read_only,
+    });
+    rpc::register("beamish_observer", "sample", |args: Vec<Term>| async move {
+        let n = match args.as_slice() {
+            [Term::Int(n)] if *n >= 0 => (*n as usize).min(MAX_TOP),
+            _ => return Err(Exception::badarg()),
+        };
+        let endpoint = ENDPOINT.get().ok_or_else(Exception::badarg)?;
+        let sample = endpoint.observer.lock().sample_since_start(n);
+        Ok(sample_term(&sample))
+    })?;
+    rpc::register(
+        "beamish_observer",
+        "process_info",
+        |args: Vec<Term>| async move {
+            let [Term::Pid(pid)] = args.as_slice() else {
+                return Err(Exception::badarg());
+            };
+            Ok(process_info_term(*pid).await)
+        },
+    )?;
+    rpc::register(
+        "beamish_observer",
+        "applications",
+        |args: Vec<Term>| async move {
+            if !args.is_empty() {
+                return Err(Exception::badarg());
+            }
+            let trees = super::application_trees().await;
+            Ok(Term::list(
+                trees
+                    .into_iter()
+                    .map(|(name, tree)| {
+                        let tree = match tree {
+                            Ok(t) => tree_term(&t),
+                            Err(e) => Term::tuple(vec![
+                                atom("error"),
+                                Term::binary(e.to_string().as_bytes()),
+                            ]),
+                        };
+                        Term::tuple(vec![Term::binary(name.as_bytes()), tree])
+                    })
+                    .collect(),
+            ))
+        },
+    )?;
+    rpc::register("beamish_observer", "kill", |args: Vec<Term>| async move {
+        let [Term::Pid(pid)] = args.as_slice() else {
+            return Err(Exception::badarg());
+        };
+        let endpoint = ENDPOINT.get().ok_or_else(Exception::badarg)?;
+        if endpoint.read_only {
+            return Err(Exception::Error(atom("read_only")));
+        }
+        pid.exit(Reason::Kill);
+        Ok(atom("ok"))
+    })?;
+    Ok(())
+}
+
+fn atom(name: &str) -> Term {
+    Term::atom(name).unwrap_or(Term::Nil)
+}
+
+fn int(n: impl TryInto<i64>) -> Term {
+    Term::Int(n.try_into().unwrap_or(i64::MAX))
+}
+
+fn kv(key: &str, value: Term) -> (Term, Term) {
+    (atom(key), value)
+}
+
+fn status_atom(s: Status) -> Term {
+    atom(match s {
+        Status::Running => "running",
+        Status::Runnable => "runnable",
+        Status::Waiting => "waiting",
+        Status::Exiting => "exiting",
+    })
+}
+
+fn name_term(name: Option<&str>) -> Term {
+    match name {
+        Some(n) => Term::binary(n.as_bytes()),
+        None => atom("undefined"),
+    }
+}
+
+fn row(p: &ProcessSummary) -> Term {
+    Term::tuple(vec![
+        Term::Pid(p.pid),
+        name_term(p.name.as_deref()),
+        int(p.reductions),
+        int(p.recent_reductions),
+        int(p.message_queue_len),
+        int(p.memory),
+        status_atom(p.status),
+    ])
+}
+
+fn sample_term(s: &Sample) -> Term {
+    let sys = &s.system;
+    let schedulers = sys
+        .schedulers
+        .iter()
+        .map(|l| {
+            Term::tuple(vec![
+                int(l.id + 1),
+                int(l.busy.as_nanos()),
+                int(l.total.as_nanos()),
+                int(l.run_queue),
+            ])
+        })
+        .collect();
+    let m = &s.memory;
+    let memory = vec![
+        kv("processes", int(m.processes)),
+        kv("mailboxes", int(m.mailboxes)),
+        kv("mailbox_messages", int(m.mailbox_messages)),
+        kv("timers", int(m.timers)),
+        kv("dist_buffers", int(m.dist_buffers)),
+        kv("rss", int(m.os_rss.unwrap_or(0))),
+    ];
+    let rows = |v: &[ProcessSummary]| Term::list(v.iter().map(row).collect());
+    Term::map(vec![
+        kv("uptime_ms", int(sys.uptime.as_millis())),
+        kv("schedulers", Term::list(schedulers)),
+        kv("global_run_queue", int(sys.global_run_queue)),
+        kv("processes", int(sys.processes)),
+        kv("total_spawned", int(sys.total_spawned)),
+        kv("total_exited", int(sys.total_exited)),
+        kv("window_ms", int(sys.window.as_millis())),
+        kv("window_reductions", int(sys.window_reductions)),
+        kv("timers", int(sys.timers)),
+        kv("registered", int(sys.registered)),
+        kv("atoms", int(sys.atoms)),
+        kv("long_schedules", int(sys.long_schedules)),
+        kv("memory", Term::map(memory)),
+        kv("reductions", rows(&s.top_reductions)),
+        kv("message_queue", rows(&s.top_message_queue)),
+        kv("memory_top", rows(&s.top_memory)),
+    ])
+}
+
+async fn process_info_term(pid: Pid) -> Term {
+    let Some(info) = crate::process_info(pid).await else {
+        return atom("undefined");
+    };
+    let pids = |v: &[Pid]| Term::list(v.iter().map(|&p| Term::Pid(p)).collect());
+    let head: Vec<Term> = info
+        .message_types
+        .iter()
+        .take(MAILBOX_HEAD)
+        .map(|t| Term::binary(t.as_bytes()))
+        .collect();
+    Term::list(vec![
+        Term::tuple(vec![atom("status"), status_atom(info.status)]),
+        Term::tuple(vec![
+            atom("registered_name"),
+            name_term(info.registered_name.as_deref()),
+        ]),
+        Term::tuple(vec![atom("message_queue_len"), int(info.message_queue_len)]),
+        Term::tuple(vec![atom("reductions"), int(info.reductions)]),
+        Term::tuple(vec![atom("memory"), int(info.memory)]),
+        Term::tuple(vec![atom("links"), pids(&info.links)]),
+        Term::tuple(vec![atom("monitors"), pids(&info.monitors)]),
+        Term::tuple(vec![atom("monitored_by"), pids(&info.monitored_by)]),
+        Term::tuple(vec![
+            atom("trap_exit"),
+            atom(if info.trap_exit { "true" } else { "false" }),
+        ]),
+        Term::tuple(vec![atom("mailbox_head"), Term::list(head)]),
+    ])
+}
+
+fn tree_term(t: &SupervisorNode) -> Term {
+    let kind = match t.kind {
+        TreeKind::Supervisor(Strategy::OneForOne) => "one_for_one",
+        TreeKind::Supervisor(Strategy::OneForAll) => "one_for_all",
+        TreeKind::Supervisor(Strategy::RestForOne) => "rest_for_one",
+        TreeKind::DynamicSupervisor => "simple_one_for_one",
+        _ => "unknown",
+    };
+    let children = t
+        .children
+        .iter()
+        .map(|c| {
+            Term::tuple(vec![
+                Term::binary(c.info.id.as_bytes()),
+                c.info.pid.map_or(atom("undefined"), Term::Pid),
+                atom(match c.info.kind {
+                    crate::otp::ChildKind::Worker => "worker",
+                    crate::otp::ChildKind::Supervisor => "supervisor",
+                }),
+                int(c.info.restarts),
+                c.tree.as_ref().map_or(atom("undefined"), tree_term),
+            ])
+        })
+        .collect();
+    Term::tuple(vec![
+        Term::Pid(t.pid),
+        name_term(t.name.as_deref()),
+        atom(kind),
+        Term::list(children),
+    ])
+}
