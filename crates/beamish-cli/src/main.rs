@@ -4,6 +4,7 @@
 mod bench;
 mod bench_services;
 mod node;
+mod observer;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,8 @@ enum Command {
     /// Runs a distributed node (Erlang's distribution protocol) with the
     /// `echo` service; prints `ready` once it accepts connections.
     Node(node::NodeOpts),
+    /// Look inside a running node (beamish or Erlang): processes, schedulers, memory.
+    Observer(observer::ObserverOpts),
 }
 
 fn main() -> ExitCode {
@@ -40,5 +43,6 @@ fn main() -> ExitCode {
         Command::Bench(opts) => bench::main(opts),
         Command::BenchOne(opts) => bench::one(opts),
         Command::Node(opts) => node::main(opts),
+        Command::Observer(opts) => observer::main(opts),
     }
 }

@@ -41,6 +41,9 @@ pub struct NodeOpts {
     /// start and again with back-off while they are down.
     #[arg(long, value_delimiter = ',')]
     peers: Vec<String>,
+    /// Serve `beamish observer` read-only: it may look, not kill.
+    #[arg(long)]
+    observer_read_only: bool,
 }
 
 /// Runs the node until the process is killed.
@@ -71,7 +74,9 @@ pub fn main(opts: NodeOpts) -> ExitCode {
         }
         let bench = opts.bench_services;
         let peers = opts.peers;
+        let read_only = opts.observer_read_only;
         echo::serve(config, async move {
+            beamish::observe::serve::serve(read_only)?;
             if !peers.is_empty() {
                 let mut members = Membership::new().sync_timeout(Duration::from_secs(1));
                 for p in &peers {

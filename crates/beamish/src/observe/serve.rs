@@ -167,7 +167,6 @@ fn sample_term(s: &Sample) -> Term {
     let memory = vec![
         kv("processes", int(m.processes)),
         kv("mailboxes", int(m.mailboxes)),
-        kv("mailbox_messages", int(m.mailbox_messages)),
         kv("timers", int(m.timers)),
         kv("dist_buffers", int(m.dist_buffers)),
         kv("rss", int(m.os_rss.unwrap_or(0))),
@@ -187,6 +186,7 @@ fn sample_term(s: &Sample) -> Term {
         kv("atoms", int(sys.atoms)),
         kv("long_schedules", int(sys.long_schedules)),
         kv("memory", Term::map(memory)),
+        kv("messages", int(m.mailbox_messages)),
         kv("reductions", rows(&s.top_reductions)),
         kv("message_queue", rows(&s.top_message_queue)),
         kv("memory_top", rows(&s.top_memory)),
