@@ -4,12 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== erlang (the interop tests need erl, escript and epmd)"
-scripts/install_erlang.sh || echo "test.sh: scripts/install_erlang.sh failed" >&2
-for tool in erl escript epmd; do
+echo "== tools (the interop tests need erl, escript and epmd; the UI tests tmux)"
+scripts/install_tools.sh || echo "test.sh: scripts/install_tools.sh failed" >&2
+for tool in erl escript epmd tmux; do
     if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "test.sh: '$tool' is still missing after scripts/install_erlang.sh;" \
-            "the Erlang interop tests cannot run. Install Erlang/OTP and retry." >&2
+        echo "test.sh: '$tool' is still missing after scripts/install_tools.sh;" \
+            "the tests that need it cannot run. Install it and retry." >&2
         exit 1
     fi
 done

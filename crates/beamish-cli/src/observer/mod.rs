@@ -13,6 +13,7 @@
 //! does.
 
 mod sample;
+mod tui;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -33,7 +34,7 @@ pub struct ObserverOpts {
     #[arg(long)]
     cookie: String,
     /// Print the system summary and the top processes once, as text, and
-    /// exit.
+    /// exit (without it: the terminal UI).
     #[arg(long)]
     once: bool,
     /// Time between the two samples of `--once` (ms).
@@ -52,7 +53,7 @@ pub struct ObserverOpts {
 
 /// How long one fetch may take (an Erlang node with millions of processes
 /// needs seconds for `process_info` of each).
-const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The Erlang side of a fetch from an Erlang node.
 const ERL_PROBE: &str = include_str!("erl_probe.erl.txt");
@@ -80,11 +81,11 @@ pub async fn fetch(node: Atom, top: usize, kind: Option<Kind>) -> Result<Snapsho
     Snapshot::decode(Kind::Erl, &term)
 }
 
-fn atom(name: &str) -> Atom {
+pub(crate) fn atom(name: &str) -> Atom {
     Atom::new(name).expect("a short atom")
 }
 
-fn unreachable_node(node: Atom, e: &RpcError) -> String {
+pub(crate) fn unreachable_node(node: Atom, e: &RpcError) -> String {
     match e {
         RpcError::NoConnection => {
             format!("cannot reach {node}: not running, a wrong cookie, or no route (see its log)")
@@ -94,7 +95,7 @@ fn unreachable_node(node: Atom, e: &RpcError) -> String {
 }
 
 /// Evaluates Erlang expressions on `node` and returns their value.
-async fn eval(node: Atom, source: &str) -> Result<Term, String> {
+pub(crate) async fn eval(node: Atom, source: &str) -> Result<Term, String> {
     let call = |m: &'static str, f: &'static str, args: Vec<Term>| async move {
         rpc::call_timeout(node, m, f, args, FETCH_TIMEOUT)
             .await
@@ -120,10 +121,6 @@ async fn eval(node: Atom, source: &str) -> Result<Term, String> {
 
 /// Runs `beamish observer`.
 pub fn main(opts: ObserverOpts) -> ExitCode {
-    if !opts.once {
-        eprintln!("beamish observer: only --once is available in this version");
-        return ExitCode::from(2);
-    }
     let node = match Atom::new(&opts.node) {
         Ok(a) if opts.node.contains('@') => a,
         _ => {
@@ -150,6 +147,27 @@ pub fn main(opts: ObserverOpts) -> ExitCode {
         config = config.epmd_port(port);
     }
     let (top, interval) = (opts.top, Duration::from_millis(opts.interval));
+    if !opts.once {
+        let started = rt.block_on(async move {
+            beamish::dist::start(config)
+                .await
+                .map_err(|e| format!("cannot start this observer's node: {e}"))
+        });
+        if let Err(e) = started
+            .map_err(|r| r.to_string())
+            .and_then(|r| r.map(|_| ()))
+        {
+            eprintln!("beamish observer: {e}");
+            return ExitCode::FAILURE;
+        }
+        return match tui::run(&rt, node, interval) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("beamish observer: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = rt.block_on(async move {
         beamish::dist::start(config)
             .await

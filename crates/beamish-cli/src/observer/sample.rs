@@ -36,6 +36,8 @@ pub struct Sched {
 /// One process row.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
+    /// The pid as the node sent it (to address the process).
+    pub term: Term,
     pub pid: String,
     pub name: Option<String>,
     pub reductions: i64,
@@ -105,6 +107,7 @@ fn row(t: &Term) -> Option<Row> {
         return None;
     };
     Some(Row {
+        term: pid.clone(),
         pid: match pid {
             Term::Pid(p) => local_form(&p.to_string()),
             other => other.to_string(),
@@ -120,7 +123,7 @@ fn row(t: &Term) -> Option<Row> {
 
 /// A pid as the observed node's own shell prints it: `<0.I.S>` for
 /// `<'node'.I.S>`.
-fn local_form(pid: &str) -> String {
+pub(crate) fn local_form(pid: &str) -> String {
     match pid
         .strip_prefix("<'")
         .and_then(|rest| rest.split_once("'."))

@@ -8,6 +8,9 @@
 //! | `process_info(Pid)` | a property list (or `undefined`): status, mailbox length, reductions, memory, links, monitors, name, the types of the first messages in the mailbox |
 //! | `applications()` | `[{App, Tree}]`: every application's supervision tree |
 //! | `kill(Pid)` | `ok` after `exit(Pid, kill)`; refused on a read-only endpoint |
+//! | `trace(Pid)` | `ok`: a trace session on the process (sends, receives, spawns, exits, links, GenServer calls), at most 100 events a second, the last 200 kept on the node; refused on a read-only endpoint |
+//! | `trace_events(Pid)` | the kept events as binaries, oldest first (`[]` when not traced) |
+//! | `trace_stop(Pid)` | `ok`; the session ends |
 //!
 //! Process rows are tuples `{Pid, Name | undefined, Reductions,
 //! RecentReductions, QueueLength, Memory, Status}`.
@@ -16,14 +19,18 @@
 //! pass over the process table per `sample` (see [`super`]), and N is
 //! capped at [`MAX_TOP`] so that a caller cannot ask for a million rows.
 
-use std::sync::OnceLock;
+use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 
 use super::{Observer, ProcessSummary, Sample, SupervisorNode, TreeKind};
 use crate::dist::Term;
 use crate::dist::rpc::{self, Exception};
 use crate::otp::supervisor::Strategy;
+use crate::trace::{Flags, OnExceed, Target, Trace, TraceEvent, TraceSession};
 use crate::{Error, Pid, Reason, Status};
 
 /// The most rows a `sample` returns per ranking.
@@ -35,7 +42,15 @@ const MAILBOX_HEAD: usize = 10;
 struct Endpoint {
     observer: Mutex<Observer>,
     read_only: bool,
+    /// Trace sessions started by observers, and what they kept.
+    traces: Mutex<FxHashMap<Pid, (TraceSession, Kept)>>,
 }
+
+/// The formatted events kept for one traced process.
+type Kept = Arc<Mutex<VecDeque<String>>>;
+
+/// Trace events kept per traced process.
+const TRACE_KEPT: usize = 200;
 
 static ENDPOINT: OnceLock<Endpoint> = OnceLock::new();
 
@@ -50,6 +65,7 @@ pub fn serve(read_only: bool) -> Result<(), Error> {
     ENDPOINT.get_or_init(|| Endpoint {
         observer: Mutex::new(observer),
         read_only,
+        traces: Mutex::new(FxHashMap::default()),
     });
     rpc::register("beamish_observer", "sample", |args: Vec<Term>| async move {
         let n = match args.as_slice() {
@@ -106,6 +122,96 @@ pub fn serve(read_only: bool) -> Result<(), Error> {
         pid.exit(Reason::Kill);
         Ok(atom("ok"))
     })?;
+    rpc::register("beamish_observer", "trace", |args: Vec<Term>| async move {
+        let [Term::Pid(pid)] = args.as_slice() else {
+            return Err(Exception::badarg());
+        };
+        let endpoint = ENDPOINT.get().ok_or_else(Exception::badarg)?;
+        if endpoint.read_only {
+            return Err(Exception::Error(atom("read_only")));
+        }
+        start_trace(endpoint, *pid)
+            .map_err(|e| Exception::Error(Term::binary(e.to_string().as_bytes())))?;
+        Ok(atom("ok"))
+    })?;
+    rpc::register(
+        "beamish_observer",
+        "trace_events",
+        |args: Vec<Term>| async move {
+            let [Term::Pid(pid)] = args.as_slice() else {
+                return Err(Exception::badarg());
+            };
+            let endpoint = ENDPOINT.get().ok_or_else(Exception::badarg)?;
+            let kept = endpoint
+                .traces
+                .lock()
+                .get(pid)
+                .map(|(_, kept)| kept.clone());
+            let events = kept.map(|k| {
+                k.lock()
+                    .iter()
+                    .map(|e| Term::binary(e.as_bytes()))
+                    .collect()
+            });
+            Ok(Term::list(events.unwrap_or_default()))
+        },
+    )?;
+    rpc::register(
+        "beamish_observer",
+        "trace_stop",
+        |args: Vec<Term>| async move {
+            let [Term::Pid(pid)] = args.as_slice() else {
+                return Err(Exception::badarg());
+            };
+            let endpoint = ENDPOINT.get().ok_or_else(Exception::badarg)?;
+            endpoint.traces.lock().remove(pid);
+            Ok(atom("ok"))
+        },
+    )?;
+    Ok(())
+}
+
+/// Starts a session on `pid` whose events a keeper process formats into
+/// the endpoint's ring for that process.
+fn start_trace(endpoint: &Endpoint, pid: Pid) -> Result<(), Error> {
+    if endpoint.traces.lock().contains_key(&pid) {
+        return Ok(());
+    }
+    let kept = Arc::new(Mutex::new(VecDeque::with_capacity(TRACE_KEPT)));
+    let ring = kept.clone();
+    let keeper = crate::spawn(async move {
+        loop {
+            let event: TraceEvent = crate::receive().await;
+            let ended = matches!(event.kind, crate::trace::TraceKind::End { .. });
+            let line = format!(
+                "{:>10.3} ms {} {:?}",
+                event.at.as_secs_f64() * 1e3,
+                event.pid,
+                event.kind
+            );
+            let mut ring = ring.lock();
+            if ring.len() == TRACE_KEPT {
+                ring.pop_front();
+            }
+            ring.push_back(line);
+            drop(ring);
+            if ended {
+                return;
+            }
+        }
+    });
+    let session = Trace::new(Flags::SEND | Flags::RECEIVE | Flags::PROCS | Flags::CALLS)
+        .rate(100, Duration::from_secs(1), OnExceed::Drop)
+        .max_queue(1_000)
+        .start(Target::Pid(pid), keeper);
+    let session = match session {
+        Ok(s) => s,
+        Err(e) => {
+            keeper.exit(Reason::Kill);
+            return Err(e);
+        }
+    };
+    endpoint.traces.lock().insert(pid, (session, kept));
     Ok(())
 }
 

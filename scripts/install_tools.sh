@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what the tests need beyond Rust: Erlang/OTP (scripts/install_erlang.sh)
+# and tmux (the terminal UI tests drive `beamish observer` in it). Idempotent:
+# installs only what is missing. scripts/test.sh calls this first.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+./install_erlang.sh
+
+if command -v tmux >/dev/null 2>&1; then
+    exit 0
+fi
+SUDO=()
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install_tools.sh: no apt-get here; install tmux yourself" >&2
+    exit 1
+fi
+echo "== installing tmux"
+"${SUDO[@]}" apt-get update
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y tmux
+command -v tmux >/dev/null 2>&1
