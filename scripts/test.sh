@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== tools (the interop tests need erl, escript and epmd; the UI tests tmux)"
+echo "== tools (the interop tests need erl, escript and epmd; the UI tests tmux and chromium)"
 scripts/install_tools.sh || echo "test.sh: scripts/install_tools.sh failed" >&2
-for tool in erl escript epmd tmux; do
+for tool in erl escript epmd tmux chromium; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         echo "test.sh: '$tool' is still missing after scripts/install_tools.sh;" \
             "the tests that need it cannot run. Install it and retry." >&2

@@ -44,6 +44,10 @@ pub struct NodeOpts {
     /// Serve `beamish observer` read-only: it may look, not kill.
     #[arg(long)]
     observer_read_only: bool,
+    /// Serve the web dashboard on this address (e.g. `127.0.0.1:8080`;
+    /// port 0 picks one); prints `dashboard http://ADDR/`.
+    #[arg(long, value_name = "ADDR")]
+    web: Option<std::net::SocketAddr>,
 }
 
 /// Runs the node until the process is killed.
@@ -65,6 +69,21 @@ pub fn main(opts: NodeOpts) -> ExitCode {
             eprintln!("beamish node: {e}");
             return ExitCode::FAILURE;
         }
+    };
+    let _dashboard = match opts.web {
+        Some(addr) => {
+            match beamish::observe::web::serve(&rt.handle(), addr, Duration::from_secs(1)) {
+                Ok(d) => {
+                    println!("dashboard http://{}/", d.local_addr());
+                    Some(d)
+                }
+                Err(e) => {
+                    eprintln!("beamish node: cannot serve the dashboard on {addr}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => None,
     };
     let result = rt.block_on(async move {
         let mut config = NodeConfig::new(opts.name, opts.cookie)

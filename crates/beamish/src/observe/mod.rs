@@ -46,6 +46,8 @@ pub(crate) mod hub;
 #[cfg(feature = "dist")]
 pub mod serve;
 pub(crate) mod tree;
+#[cfg(feature = "web")]
+pub mod web;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
