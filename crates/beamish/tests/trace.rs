@@ -150,16 +150,17 @@ fn a_count_limit_ends_the_session() {
     run(async {
         let me = beamish::self_pid();
         let chatty = beamish::spawn(async move {
+            // The session is installed by a signal: what the process does
+            // after a later message is traced.
+            let _: () = receive().await;
             for i in 0..1000u32 {
                 me.send(i);
             }
-            receive::<()>().await;
         });
         let session = Trace::new(Flags::SEND)
             .count(10)
-            .start(Target::Pid(chatty), me);
-        // The process may have sent some already: start tracing first.
-        let session = session.unwrap();
+            .start(Target::Pid(chatty), me)
+            .unwrap();
         chatty.send(());
         let mut sends = 0;
         loop {

@@ -9,6 +9,10 @@
 //! every process spawned from now on ([`Target::New`]); more can be added
 //! to a running session ([`TraceSession::add`]). A process is traced by at
 //! most one session at a time, as in Erlang (one tracer per process).
+//! Starting a session on a running process sends it a signal, as trace
+//! flags are signals in OTP: the process is traced from when it handles
+//! it, so everything it does after a message sent after `start` returned
+//! is traced.
 //!
 //! Limits, checked before an event is made:
 //!
