@@ -93,6 +93,8 @@ mod loom_models {
     //! Under `--cfg loom` only the lock-free pieces are built, with their models.
     #[path = "scheduler/idle.rs"]
     pub(crate) mod idle;
+    #[path = "scheduler/idle_clock.rs"]
+    pub(crate) mod idle_clock;
     #[path = "mailbox/inbound.rs"]
     pub(crate) mod inbound;
     #[path = "mailbox/node.rs"]

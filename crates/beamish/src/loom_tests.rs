@@ -5,7 +5,9 @@
 //!   no message may be left behind without a scheduled run;
 //! * the park/unpark protocol of idle scheduler threads: work pushed while
 //!   threads search or park must wake one of them (a lost wake-up shows up
-//!   as a deadlock, which loom reports).
+//!   as a deadlock, which loom reports);
+//! * a scheduler thread's idle clock read by a sampler while the thread
+//!   starts and ends idle periods: no period is ever counted twice.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p beamish --lib --release`.
 
@@ -14,6 +16,7 @@ use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::thread;
 
 use super::idle::Idle;
+use super::idle_clock::IdleClock;
 use super::inbound::{Inbound, Pushed};
 use super::node::NodeBox;
 use super::park::Parker;
@@ -175,5 +178,43 @@ fn idle_protocol_never_loses_a_wakeup() {
             w.join().unwrap();
         }
         assert!(pool.done.load(Ordering::SeqCst));
+    });
+}
+
+/// Idle time up to `now` of the writer's script in `idle_clock_*`: idle
+/// over [10, 20] and [30, 35].
+fn scripted_idle(now: u64) -> u64 {
+    now.clamp(10, 20) - 10 + (now.clamp(30, 35) - 30)
+}
+
+#[test]
+fn idle_clock_never_counts_a_period_twice() {
+    loom::model(|| {
+        let clock = Arc::new(IdleClock::new());
+        let time = Arc::new(loom::sync::atomic::AtomicU64::new(0));
+        let (c, t) = (clock.clone(), time.clone());
+        let thread = thread::spawn(move || {
+            for (at, begin) in [(10, true), (20, false), (30, true), (35, false)] {
+                t.store(at, Ordering::SeqCst);
+                if begin {
+                    c.begin(at);
+                } else {
+                    c.end(at);
+                }
+            }
+        });
+        for _ in 0..2 {
+            let now = time.load(Ordering::SeqCst);
+            let read = clock.idle_at(now);
+            // What was idle by the time the read ended bounds it: a period
+            // counted both as ended and as open would exceed it.
+            let after = time.load(Ordering::SeqCst);
+            assert!(
+                read <= scripted_idle(after),
+                "read {read} at {now}, {after}"
+            );
+        }
+        thread.join().unwrap();
+        assert_eq!(clock.idle_at(40), 15);
     });
 }

@@ -25,6 +25,15 @@ async fn next_event() -> TraceEvent {
         .expect("a trace event")
 }
 
+/// A process that takes `u32`s for ever.
+fn sink() -> Pid {
+    beamish::spawn(async {
+        loop {
+            receive::<u32>().await;
+        }
+    })
+}
+
 /// Skips events up to a session's end; why it ended.
 async fn end_of_session() -> EndReason {
     loop {
@@ -185,11 +194,7 @@ fn a_count_limit_ends_the_session() {
 fn a_rate_limit_drops_or_stops() {
     run(async {
         let me = beamish::self_pid();
-        let sink = beamish::spawn(async {
-            loop {
-                receive::<u32>().await;
-            }
-        });
+        let sink = sink();
         let flood = beamish::spawn(async move {
             let _: () = receive().await;
             for i in 0..5_000u32 {
@@ -235,11 +240,7 @@ fn a_slow_tracer_does_not_grow_memory() {
         let me = beamish::self_pid();
         // A tracer that never reads.
         let tracer = beamish::spawn(async { receive::<()>().await });
-        let sink = beamish::spawn(async {
-            loop {
-                receive::<u32>().await;
-            }
-        });
+        let sink = sink();
         let flood = beamish::spawn(async move {
             let _: () = receive().await;
             for i in 0..100_000u32 {

@@ -34,17 +34,10 @@ pub fn ns_per(elapsed: Duration, count: u64) -> f64 {
     elapsed.as_nanos() as f64 / count as f64
 }
 
-/// Resident set size of this process in bytes (`VmRSS` in the proc
-/// filesystem's status of this process).
+/// Resident set size of this process in bytes, as the OS reports it.
 pub fn rss_bytes() -> Result<u64, String> {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(|e| format!("cannot read this process's status: {e}"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map(|kib| kib * 1024)
-        .ok_or_else(|| "no VmRSS in this process's status".to_string())
+    beamish::observe::os_rss()
+        .ok_or_else(|| "cannot read this process's resident memory".to_string())
 }
 
 /// Nearest-rank percentile (`p` in 0..=100) of an ascending, non-empty slice.

@@ -31,7 +31,7 @@ use beamish::Runtime as BeamishRuntime;
 use beamish::observe::Observer;
 
 use super::dist::run_script;
-use super::measure::{f1, rss_bytes};
+use super::measure::{f1, percentile, rss_bytes};
 use super::{Args, Peer, Report, Runtime};
 
 /// The escript of the erl run.
@@ -81,9 +81,10 @@ fn thread_cpu() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+/// The median of `v` (sorted in place).
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    percentile(v, 50.0)
 }
 
 fn beamish(size: &Size) -> Result<Report, String> {

@@ -340,7 +340,7 @@ impl Observer {
         let mut idle_now = Vec::with_capacity(sched.workers.len());
         let mut schedulers = Vec::with_capacity(sched.workers.len());
         for (id, w) in sched.workers.iter().enumerate() {
-            let idle = w.load.idle_at(now);
+            let idle = w.load.idle.idle_at(now);
             idle_now.push(idle);
             let spare = id >= sched.num_workers;
             if spare && !w.active.load(Ordering::Acquire) {
@@ -405,17 +405,6 @@ impl Observer {
             crate::yield_now().await;
         }
         self.finish(scan)
-    }
-
-    /// [`Observer::sample`] with every count and load since the runtime
-    /// started (the windows are the runtime's as always), leaving this
-    /// observer's previous sample as it was: for an endpoint that serves
-    /// several remote observers, each taking its own differences.
-    pub fn sample_since_start(&mut self, n: usize) -> Sample {
-        let prev = self.prev.take();
-        let sample = self.sample(n);
-        self.prev = prev;
-        sample
     }
 
     /// Every process, as a scan sees it, in table order (for a process

@@ -15,9 +15,9 @@
 //! Process rows are tuples `{Pid, Name | undefined, Reductions,
 //! RecentReductions, QueueLength, Memory, Status}`.
 //!
-//! Cost on the observed node: one [`Observer`] shared by every caller, one
-//! pass over the process table per `sample` (see [`super`]), and N is
-//! capped at [`MAX_TOP`] so that a caller cannot ask for a million rows.
+//! Cost on the observed node: one pass over the process table per `sample`
+//! (see [`super`]; it yields between slices), and N is capped at
+//! [`MAX_TOP`] so that a caller cannot ask for a million rows.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
@@ -26,10 +26,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
-use super::{Observer, ProcessSummary, Sample, SupervisorNode, TreeKind};
+use super::{Observer, ProcessSummary, Sample, SupervisorNode};
 use crate::dist::Term;
 use crate::dist::rpc::{self, Exception};
-use crate::otp::supervisor::Strategy;
 use crate::trace::{Flags, OnExceed, Target, Trace, TraceEvent, TraceSession};
 use crate::{Error, Pid, Reason, Status};
 
@@ -40,7 +39,9 @@ pub const MAX_TOP: usize = 1_000;
 const MAILBOX_HEAD: usize = 10;
 
 struct Endpoint {
-    observer: Mutex<Observer>,
+    /// Keeps per-poll accounting on while the endpoint serves (each
+    /// sample uses a fresh observer of its own).
+    _observing: Observer,
     read_only: bool,
     /// Trace sessions started by observers, and what they kept.
     traces: Mutex<FxHashMap<Pid, (TraceSession, Kept)>>,
@@ -63,7 +64,7 @@ static ENDPOINT: OnceLock<Endpoint> = OnceLock::new();
 pub fn serve(read_only: bool) -> Result<(), Error> {
     let observer = Observer::current()?;
     ENDPOINT.get_or_init(|| Endpoint {
-        observer: Mutex::new(observer),
+        _observing: observer,
         read_only,
         traces: Mutex::new(FxHashMap::default()),
     });
@@ -72,19 +73,21 @@ pub fn serve(read_only: bool) -> Result<(), Error> {
             [Term::Int(n)] if *n >= 0 => (*n as usize).min(MAX_TOP),
             _ => return Err(Exception::badarg()),
         };
-        let endpoint = ENDPOINT.get().ok_or_else(Exception::badarg)?;
-        let sample = endpoint.observer.lock().sample_since_start(n);
+        endpoint()?;
+        // A fresh observer has no previous sample: its counts are since
+        // the runtime started, for the caller to take differences. The
+        // pass yields between slices, so it never holds a scheduler
+        // thread for the whole table.
+        let sample = Observer::current()
+            .map_err(|_| Exception::badarg())?
+            .sample_async(n)
+            .await;
         Ok(sample_term(&sample))
     })?;
     rpc::register(
         "beamish_observer",
         "process_info",
-        |args: Vec<Term>| async move {
-            let [Term::Pid(pid)] = args.as_slice() else {
-                return Err(Exception::badarg());
-            };
-            Ok(process_info_term(*pid).await)
-        },
+        |args: Vec<Term>| async move { Ok(process_info_term(one_pid(&args)?).await) },
     )?;
     rpc::register(
         "beamish_observer",
@@ -112,25 +115,14 @@ pub fn serve(read_only: bool) -> Result<(), Error> {
         },
     )?;
     rpc::register("beamish_observer", "kill", |args: Vec<Term>| async move {
-        let [Term::Pid(pid)] = args.as_slice() else {
-            return Err(Exception::badarg());
-        };
-        let endpoint = ENDPOINT.get().ok_or_else(Exception::badarg)?;
-        if endpoint.read_only {
-            return Err(Exception::Error(atom("read_only")));
-        }
+        let pid = one_pid(&args)?;
+        writable()?;
         pid.exit(Reason::Kill);
         Ok(atom("ok"))
     })?;
     rpc::register("beamish_observer", "trace", |args: Vec<Term>| async move {
-        let [Term::Pid(pid)] = args.as_slice() else {
-            return Err(Exception::badarg());
-        };
-        let endpoint = ENDPOINT.get().ok_or_else(Exception::badarg)?;
-        if endpoint.read_only {
-            return Err(Exception::Error(atom("read_only")));
-        }
-        start_trace(endpoint, *pid)
+        let pid = one_pid(&args)?;
+        start_trace(writable()?, pid)
             .map_err(|e| Exception::Error(Term::binary(e.to_string().as_bytes())))?;
         Ok(atom("ok"))
     })?;
@@ -138,14 +130,11 @@ pub fn serve(read_only: bool) -> Result<(), Error> {
         "beamish_observer",
         "trace_events",
         |args: Vec<Term>| async move {
-            let [Term::Pid(pid)] = args.as_slice() else {
-                return Err(Exception::badarg());
-            };
-            let endpoint = ENDPOINT.get().ok_or_else(Exception::badarg)?;
-            let kept = endpoint
+            let pid = one_pid(&args)?;
+            let kept = endpoint()?
                 .traces
                 .lock()
-                .get(pid)
+                .get(&pid)
                 .map(|(_, kept)| kept.clone());
             let events = kept.map(|k| {
                 k.lock()
@@ -160,15 +149,34 @@ pub fn serve(read_only: bool) -> Result<(), Error> {
         "beamish_observer",
         "trace_stop",
         |args: Vec<Term>| async move {
-            let [Term::Pid(pid)] = args.as_slice() else {
-                return Err(Exception::badarg());
-            };
-            let endpoint = ENDPOINT.get().ok_or_else(Exception::badarg)?;
-            endpoint.traces.lock().remove(pid);
+            let pid = one_pid(&args)?;
+            endpoint()?.traces.lock().remove(&pid);
             Ok(atom("ok"))
         },
     )?;
     Ok(())
+}
+
+/// The endpoint (set before any function is registered).
+fn endpoint() -> Result<&'static Endpoint, Exception> {
+    ENDPOINT.get().ok_or_else(Exception::badarg)
+}
+
+/// The endpoint, unless it is read-only.
+fn writable() -> Result<&'static Endpoint, Exception> {
+    let e = endpoint()?;
+    if e.read_only {
+        return Err(Exception::Error(atom("read_only")));
+    }
+    Ok(e)
+}
+
+/// The one pid argument of a call.
+fn one_pid(args: &[Term]) -> Result<Pid, Exception> {
+    match args {
+        [Term::Pid(pid)] => Ok(*pid),
+        _ => Err(Exception::badarg()),
+    }
 }
 
 /// Starts a session on `pid` whose events a keeper process formats into
@@ -228,12 +236,7 @@ fn kv(key: &str, value: Term) -> (Term, Term) {
 }
 
 fn status_atom(s: Status) -> Term {
-    atom(match s {
-        Status::Running => "running",
-        Status::Runnable => "runnable",
-        Status::Waiting => "waiting",
-        Status::Exiting => "exiting",
-    })
+    atom(s.as_str())
 }
 
 fn name_term(name: Option<&str>) -> Term {
@@ -331,13 +334,7 @@ async fn process_info_term(pid: Pid) -> Term {
 }
 
 fn tree_term(t: &SupervisorNode) -> Term {
-    let kind = match t.kind {
-        TreeKind::Supervisor(Strategy::OneForOne) => "one_for_one",
-        TreeKind::Supervisor(Strategy::OneForAll) => "one_for_all",
-        TreeKind::Supervisor(Strategy::RestForOne) => "rest_for_one",
-        TreeKind::DynamicSupervisor => "simple_one_for_one",
-        _ => "unknown",
-    };
+    let kind = t.kind.as_str();
     let children = t
         .children
         .iter()
@@ -345,10 +342,7 @@ fn tree_term(t: &SupervisorNode) -> Term {
             Term::tuple(vec![
                 Term::binary(c.info.id.as_bytes()),
                 c.info.pid.map_or(atom("undefined"), Term::Pid),
-                atom(match c.info.kind {
-                    crate::otp::ChildKind::Worker => "worker",
-                    crate::otp::ChildKind::Supervisor => "supervisor",
-                }),
+                atom(c.info.kind.as_str()),
                 int(c.info.restarts),
                 c.tree.as_ref().map_or(atom("undefined"), tree_term),
             ])

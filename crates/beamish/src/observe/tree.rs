@@ -28,6 +28,20 @@ pub enum TreeKind {
     Unknown,
 }
 
+impl TreeKind {
+    /// The strategy in OTP's words (`simple_one_for_one` for a dynamic
+    /// supervisor), or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TreeKind::Supervisor(Strategy::OneForOne) => "one_for_one",
+            TreeKind::Supervisor(Strategy::OneForAll) => "one_for_all",
+            TreeKind::Supervisor(Strategy::RestForOne) => "rest_for_one",
+            TreeKind::DynamicSupervisor => "simple_one_for_one",
+            TreeKind::Unknown => "unknown",
+        }
+    }
+}
+
 /// A supervisor and its children.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -31,8 +31,8 @@ use futures_util::stream::{self, Stream};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::{Observer, ProcessSummary, Sample, SupervisorNode, TreeKind};
-use crate::{Error, Handle, Status};
+use super::{Observer, ProcessSummary, Sample, SupervisorNode};
+use crate::{Error, Handle};
 
 /// Rows of each ranking in a sample.
 const TOP: usize = 50;
@@ -193,32 +193,18 @@ async fn applications(State(s): State<Shared>) -> Response {
 }
 
 fn tree_json(t: &SupervisorNode) -> Value {
-    let kind = match t.kind {
-        TreeKind::Supervisor(s) => format!("{s:?}"),
-        TreeKind::DynamicSupervisor => "dynamic".into(),
-        TreeKind::Unknown => "unknown".into(),
-    };
     json!({
         "pid": t.pid.to_string(),
         "name": t.name.as_deref(),
-        "kind": kind,
+        "kind": t.kind.as_str(),
         "children": t.children.iter().map(|c| json!({
             "id": &*c.info.id,
             "pid": c.info.pid.map(|p| p.to_string()),
-            "kind": format!("{:?}", c.info.kind),
+            "kind": c.info.kind.as_str(),
             "restarts": c.info.restarts,
             "tree": c.tree.as_ref().map(tree_json),
         })).collect::<Vec<_>>(),
     })
-}
-
-fn status(s: Status) -> &'static str {
-    match s {
-        Status::Running => "running",
-        Status::Runnable => "runnable",
-        Status::Waiting => "waiting",
-        Status::Exiting => "exiting",
-    }
 }
 
 fn rows(v: &[ProcessSummary]) -> Value {
@@ -232,7 +218,7 @@ fn rows(v: &[ProcessSummary]) -> Value {
                     "recent": p.recent_reductions,
                     "queue": p.message_queue_len,
                     "memory": p.memory,
-                    "status": status(p.status),
+                    "status": p.status.as_str(),
                 })
             })
             .collect(),

@@ -157,6 +157,16 @@ pub enum ChildKind {
     Supervisor,
 }
 
+impl ChildKind {
+    /// `worker` or `supervisor`, as OTP's child specs say.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChildKind::Worker => "worker",
+            ChildKind::Supervisor => "supervisor",
+        }
+    }
+}
+
 /// How to start, restart and stop one child.
 ///
 /// The start function runs in the supervisor process, at every (re)start;

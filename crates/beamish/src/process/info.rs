@@ -21,6 +21,22 @@ pub enum Status {
     Exiting,
 }
 
+impl Status {
+    /// The name Erlang's `process_info(Pid, status)` gives it.
+    ///
+    /// ```
+    /// assert_eq!(beamish::Status::Waiting.as_str(), "waiting");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Runnable => "runnable",
+            Status::Waiting => "waiting",
+            Status::Exiting => "exiting",
+        }
+    }
+}
+
 /// A snapshot of a process, like `erlang:process_info/1`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -106,10 +106,12 @@ impl SpawnOptions {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let parent = context::current().filter(|p| {
-            // SAFETY: the current process is alive during its poll.
-            std::ptr::eq(unsafe { p.as_ref() }.rt.as_ptr(), shared)
-        });
+        // The spawning process, if it belongs to this runtime.
+        // SAFETY: the current process is alive during its poll, which
+        // outlasts this call.
+        let parent: Option<&Header> = context::current()
+            .map(|p| unsafe { &*p.as_ptr() })
+            .filter(|h| std::ptr::eq(h.rt.as_ptr(), shared));
         if (self.link || self.monitor) && parent.is_none() {
             return Err(Error::NotInProcess);
         }
@@ -126,9 +128,7 @@ impl SpawnOptions {
 
         let mut local = Local::new(self.trap_exit);
         let monitor = self.monitor.then(Ref::new);
-        if let Some(parent) = parent {
-            // SAFETY: the parent is the running process.
-            let ph = unsafe { parent.as_ref() };
+        if let Some(ph) = parent {
             if self.link {
                 local.ext().links.insert(ph.pid);
             }
@@ -197,7 +197,7 @@ impl SpawnOptions {
 
         if let Some(parent) = parent {
             // SAFETY: the parent is the running process; short borrow.
-            let plocal = unsafe { &mut *parent.as_ref().local.get() };
+            let plocal = unsafe { &mut *parent.local.get() };
             if self.link {
                 plocal.ext().links.insert(pid);
             }
@@ -205,7 +205,7 @@ impl SpawnOptions {
                 plocal.ext().monitors.insert(m, pid);
             }
         }
-        tracing::trace!(target: "beamish::process", %pid, parent = ?parent.map(|p| unsafe { p.as_ref() }.pid), "spawned");
+        tracing::trace!(target: "beamish::process", %pid, parent = ?parent.map(|p| p.pid), "spawned");
         if crate::trace::on() {
             crate::trace::spawned(shared, parent, pid, from_birth.as_ref());
         }

@@ -3,9 +3,8 @@
 //!
 //! Two things, both written by the thread itself:
 //!
-//! * **idle time**, as `erlang:statistics(scheduler_wall_time)` counts it:
-//!   the thread publishes when it went idle (`idle_since`) and adds each
-//!   idle period to `idle_ns` when it ends. A thread that parks always does
+//! * **idle time**, as `erlang:statistics(scheduler_wall_time)` counts it
+//!   ([`IdleClock`]). A thread that parks always does
 //!   so (parking is a system call; two clock reads beside it are nothing);
 //!   the short spin before parking is timed only while `observed` is set,
 //!   so an unobserved runtime reads no clock between two polls;
@@ -28,6 +27,7 @@
 
 use parking_lot::Mutex;
 
+use super::idle_clock::IdleClock;
 use crate::Pid;
 use crate::loom::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use crate::process::Header;
@@ -41,10 +41,8 @@ pub(crate) struct Load {
     pub(crate) observed: AtomicBool,
     /// The open window's number (set by the sampler when it closes one).
     epoch: AtomicU16,
-    /// Idle nanoseconds so far (ended periods only).
-    idle_ns: AtomicU64,
-    /// Clock reading when the current idle period began; 0: not idle.
-    idle_since: AtomicU64,
+    /// Idle time.
+    pub(crate) idle: IdleClock,
     /// Reductions and polls so far while observed (written by the thread).
     reductions: AtomicU64,
     polls: AtomicU64,
@@ -57,8 +55,7 @@ impl Load {
         Load {
             observed: AtomicBool::new(false),
             epoch: AtomicU16::new(1),
-            idle_ns: AtomicU64::new(0),
-            idle_since: AtomicU64::new(0),
+            idle: IdleClock::new(),
             reductions: AtomicU64::new(0),
             polls: AtomicU64::new(0),
             seen: Mutex::new(Vec::new()),
@@ -101,49 +98,5 @@ impl Load {
     pub(crate) fn close_window(&self, next_epoch: u16) -> Vec<(Pid, u64)> {
         self.epoch.store(next_epoch, Ordering::Relaxed);
         std::mem::take(&mut *self.seen.lock())
-    }
-
-    /// The thread goes idle at clock reading `now`.
-    pub(crate) fn idle_begin(&self, now: u64) {
-        self.idle_since.store(now.max(1), Ordering::Release);
-    }
-
-    /// True while an idle period is open.
-    pub(crate) fn is_idle(&self) -> bool {
-        self.idle_since.load(Ordering::Relaxed) != 0
-    }
-
-    /// The thread has work again at clock reading `now`.
-    pub(crate) fn idle_end(&self, now: u64) {
-        let since = self.idle_since.load(Ordering::Relaxed);
-        if since == 0 {
-            return;
-        }
-        // Clear the open period before adding it: a reader that sees the
-        // new total then also sees no open period (see `idle_at`).
-        self.idle_since.store(0, Ordering::Release);
-        let total = self.idle_ns.load(Ordering::Relaxed);
-        self.idle_ns
-            .store(total + now.saturating_sub(since), Ordering::Release);
-    }
-
-    /// Idle nanoseconds up to clock reading `now`, counting an open period.
-    /// May miss an idle period that is ending at this instant (it is counted
-    /// by the next call), never counts one twice.
-    pub(crate) fn idle_at(&self, now: u64) -> u64 {
-        loop {
-            let before = self.idle_ns.load(Ordering::Acquire);
-            let since = self.idle_since.load(Ordering::Acquire);
-            let after = self.idle_ns.load(Ordering::Acquire);
-            if before != after {
-                continue;
-            }
-            let open = if since == 0 {
-                0
-            } else {
-                now.saturating_sub(since)
-            };
-            return before + open;
-        }
     }
 }

@@ -20,6 +20,7 @@
 //!   when every thread is stuck.
 
 pub(crate) mod idle;
+pub(crate) mod idle_clock;
 pub(crate) mod load;
 pub(crate) mod park;
 pub(crate) mod sysmon;

@@ -244,11 +244,11 @@ impl Core {
             }
             let load = &self.worker().load;
             if load.observed.load(Ordering::Relaxed) {
-                load.idle_begin(self.shared.clock.now());
+                load.idle.begin(self.shared.clock.now());
             }
             if let Some(task) = self.steal_for_a_while() {
-                if load.is_idle() {
-                    load.idle_end(self.shared.clock.now());
+                if load.idle.is_idle() {
+                    load.idle.end(self.shared.clock.now());
                 }
                 if searching {
                     searching = false;
@@ -259,19 +259,19 @@ impl Core {
                 self.run_task(task, &mut guard);
                 continue;
             }
-            if !load.is_idle() {
-                load.idle_begin(self.shared.clock.now());
+            if !load.idle.is_idle() {
+                load.idle.begin(self.shared.clock.now());
             }
             if self.spare {
                 if !self.shared.any_stuck() {
-                    load.idle_end(self.shared.clock.now());
+                    load.idle.end(self.shared.clock.now());
                     break;
                 }
                 drop(guard.take());
                 self.worker()
                     .parker
                     .park_timeout(std::time::Duration::from_millis(1));
-                load.idle_end(self.shared.clock.now());
+                load.idle.end(self.shared.clock.now());
                 guard = Some(crossbeam_epoch::pin());
                 continue;
             }
@@ -282,7 +282,7 @@ impl Core {
                 .transition_worker_to_parked(self.index, searching);
             searching = false;
             if last && sched.has_any_work() {
-                load.idle_end(self.shared.clock.now());
+                load.idle.end(self.shared.clock.now());
                 if sched.idle.unpark_worker_by_id(self.index) {
                     guard = Some(crossbeam_epoch::pin());
                     continue;
@@ -305,7 +305,7 @@ impl Core {
             } else {
                 searching = true;
             }
-            load.idle_end(self.shared.clock.now());
+            load.idle.end(self.shared.clock.now());
             self.shared.sysmon_idle_changed();
             guard = Some(crossbeam_epoch::pin());
         }

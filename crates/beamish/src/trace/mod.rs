@@ -71,7 +71,6 @@
 //! ```
 
 use std::ops::BitOr;
-use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -778,12 +777,10 @@ pub(crate) fn install_at_birth(s: Arc<Session>, pid: Pid, local: &mut crate::pro
 /// birth` is the session that traces it from birth.
 pub(crate) fn spawned(
     shared: &Shared,
-    parent: Option<NonNull<Header>>,
+    parent: Option<&Header>,
     child: Pid,
     from_birth: Option<&Arc<Session>>,
 ) {
-    // SAFETY: the parent is the running process.
-    let parent = parent.map(|p| unsafe { &*p.as_ptr() });
     if let Some(ph) = parent
         && let Some(s) = session_of(ph, Flags::PROCS)
     {
