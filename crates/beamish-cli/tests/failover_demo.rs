@@ -56,12 +56,18 @@ fn the_failover_demo_shows_each_outage() {
         .nth(3)
         .expect("the killed node");
     // After the kill: the singleton answers again on another node, soon
-    // after the nodedown, with the failed calls counted.
+    // after the nodedown, with the failed calls counted; or, when the
+    // takeover was quicker than the calls to it, it moved with no call
+    // failed.
     let back = lines[kill..stop]
         .iter()
-        .find(|l| l.contains("singleton: answered again on"))
+        .find(|l| {
+            l.contains("singleton: answered again on")
+                || l.contains(&format!("singleton: moved from {victim} to"))
+        })
         .unwrap_or_else(|| panic!("the singleton did not come back after the kill:\n{stdout}"));
     assert!(!back.contains(&format!("on '{victim}'")), "{back}");
+    assert!(!back.contains(&format!("to '{victim}'")), "{back}");
     let after_down = back
         .split_once(" ms after the nodedown")
         .and_then(|(before, _)| before.split_whitespace().last())
@@ -69,7 +75,7 @@ fn the_failover_demo_shows_each_outage() {
         .unwrap_or_else(|| panic!("no nodedown window in {back:?}"));
     assert!(after_down < 2000.0, "{back}");
     assert!(
-        figure(back, "ms after the nodedown; ").is_some(),
+        figure(back, "ms after the nodedown; ").is_some() || back.ends_with("no call failed"),
         "no failed-call count in {back:?}"
     );
     // The stopped node's services answer again elsewhere after the tick
