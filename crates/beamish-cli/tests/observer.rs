@@ -8,7 +8,8 @@
 //! The terminal UI, in tmux (send-keys, capture-pane): pages, sort and
 //! filter, the process page with a live trace, kill, the applications
 //! page, a 20×10 terminal, two observers at once, the observed node dying,
-//! and `q`.
+//! and `q`; and the same UI opened by a program on itself
+//! (`examples/observer_embedded`, no distribution).
 
 #[path = "../../beamish/tests/support/erl.rs"]
 mod erl;
@@ -16,7 +17,7 @@ mod erl;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use erl::{Epmd, ErlNode, Proc, node_name, unique_name};
+use erl::{Epmd, ErlNode, Proc, example_binary_with, node_name, unique_name};
 
 const COOKIE: &str = "observer_cookie";
 
@@ -184,12 +185,16 @@ fn tmux(args: &[&str]) -> String {
 
 impl Tmux {
     fn start(epmd: &Epmd, node: &str) -> Tmux {
-        let session = unique_name("tui");
-        let cmd = format!(
+        Tmux::run(&format!(
             "ERL_EPMD_PORT={} '{}' observer --node {node} --cookie {COOKIE} --interval 300",
             epmd.port(),
             env!("CARGO_BIN_EXE_beamish")
-        );
+        ))
+    }
+
+    /// Runs `cmd` (a shell command line) in a new 120×40 session.
+    fn run(cmd: &str) -> Tmux {
+        let session = unique_name("tui");
         let status = Command::new("tmux")
             .args([
                 "new-session",
@@ -200,7 +205,7 @@ impl Tmux {
                 "120",
                 "-y",
                 "40",
-                &cmd,
+                cmd,
             ])
             .status()
             .expect("tmux is installed (scripts/install_tools.sh)");
@@ -231,6 +236,20 @@ impl Tmux {
             assert!(
                 Instant::now() < deadline,
                 "waiting for {needles:?}; the screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Presses `q` and waits for the command to end.
+    fn quit(&self) {
+        self.keys(&["q"]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.dead() {
+            assert!(
+                Instant::now() < deadline,
+                "q did not end it:\n{}",
+                self.screen()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -292,12 +311,15 @@ fn the_ui_against_a_beamish_node() {
     let mut caller = ErlNode::builder(&epmd, "tui_caller")
         .cookie(COOKIE)
         .eval(&format!(
-            "[begin {{echo, '{name}'}} ! {{self(), N}}, receive _ -> ok after 2000 -> ok end end \
+            "[begin {{echo, '{name}'}} ! {{self(), N, hello}}, receive {{N, hello}} -> ok end end \
              || N <- lists:seq(1, 5)], io:format(\"PASS sent~n\")"
         ))
         .start();
     caller.expect_pass(Duration::from_secs(20));
-    ui.expect(&["Receive", "Send"]);
+    // Its requests and its replies (the observer's own process_info
+    // requests are not traced as its sends).
+    let s = ui.expect(&["Receive", "Send"]);
+    assert!(!s.contains("InfoReply"), "{s}");
 
     // The terminal shrinks to 20×10 and grows again: it keeps running.
     ui.resize(20, 10);
@@ -320,16 +342,7 @@ fn the_ui_against_a_beamish_node() {
     ui.keys(&["1"]);
     ui.expect(&["error: cannot reach", "(beamish)"]);
     assert!(!ui.dead());
-    ui.keys(&["q"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ui.dead() {
-        assert!(
-            Instant::now() < deadline,
-            "q did not end the observer:\n{}",
-            ui.screen()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    ui.quit();
     drop(other);
 }
 
@@ -359,4 +372,64 @@ fn the_ui_against_an_erl_node() {
     ui.keys(&["4"]);
     ui.expect(&["kernel", "kernel_sup (supervisor)", "code_server"]);
     ui.keys(&["q"]);
+}
+
+/// The UI of a program that observes itself (`observe::console` over
+/// `Target::Local`): its application, its busy and its full-mailbox
+/// processes, kill and trace in-process, and `q` gives the terminal back
+/// and ends the program.
+#[test]
+fn the_ui_embedded_in_a_program() {
+    let bin = example_binary_with("observer_embedded", &["console"]);
+    // `--once` first: the text summary of the program itself.
+    let out = Command::new(&bin)
+        .arg("--once")
+        .output()
+        .expect("runs the example");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("node nonode@nohost (beamish)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("processes 1000"), "{stdout}");
+    let busiest = section(&stdout, "top by reductions");
+    assert!(
+        busiest.first().is_some_and(|l| l.contains("prices")),
+        "{stdout}"
+    );
+    let queued = section(&stdout, "top by message queue");
+    assert!(
+        queued
+            .first()
+            .is_some_and(|l| l.contains("inbox") && l.contains(" 300 ")),
+        "{stdout}"
+    );
+
+    let ui = Tmux::run(&format!("'{}'", bin.display()));
+    ui.expect(&["1 System", "nonode@nohost (beamish)", "processes", "load %"]);
+    ui.keys(&["2"]);
+    ui.expect(&["processes by recent reductions", "prices"]);
+    ui.keys(&["u"]);
+    ui.expect(&["processes by message queue", "inbox"]);
+    ui.keys(&["/", "p", "r", "i", "c", "e", "s", "Enter"]);
+    let s = ui.expect(&["filter: prices"]);
+    assert!(!s.contains("inbox"), "{s}");
+    ui.keys(&["Enter"]);
+    ui.expect(&["registered_name: prices", "mailbox_head"]);
+    ui.keys(&["t"]);
+    // Each round it sends itself a tick and takes it; the observer's own
+    // process_info requests are not traced as its sends.
+    let s = ui.expect(&["trace (on", "Receive", "Tick"]);
+    assert!(!s.contains("InfoReply"), "{s}");
+    ui.keys(&["4"]);
+    ui.expect(&["shop", "prices", "pool"]);
+    // Kill it from the UI: its supervisor starts it again.
+    ui.keys(&["3", "K"]);
+    ui.expect(&["kill the selected process? y/n"]);
+    ui.keys(&["y"]);
+    ui.expect(&["the process has ended"]);
+    ui.keys(&["4"]);
+    ui.expect(&["prices", "restarts=1"]);
+    ui.quit();
 }

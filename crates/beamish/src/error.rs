@@ -36,6 +36,9 @@ pub enum Error {
     AlreadyTraced(Pid),
     /// A process ended with this reason before it could answer.
     Exited(crate::Reason),
+    /// An observed node could not be read: not reachable, or its answer
+    /// was not what an observer endpoint answers (the text says which).
+    Observe(Arc<str>),
     /// The node the process lives on could not be reached, or the
     /// connection to it went down (OTP's `{nodedown, Node}`).
     #[cfg(feature = "dist")]
@@ -63,6 +66,7 @@ impl fmt::Display for Error {
             Error::Timeout => f.write_str("timed out"),
             Error::AlreadyTraced(pid) => write!(f, "{pid} is traced by another session"),
             Error::Exited(r) => write!(f, "the process exited: {r}"),
+            Error::Observe(m) => f.write_str(m),
             #[cfg(feature = "dist")]
             Error::NodeDown(n) => write!(f, "node {n} is down"),
             #[cfg(feature = "dist")]

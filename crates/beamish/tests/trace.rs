@@ -400,3 +400,32 @@ fn gen_server_calls_on_both_sides() {
         drop(server_side);
     });
 }
+
+/// The answer to `process_info` is a system signal's reply, not a message
+/// the traced process sends (OTP traces no `send` for it either).
+#[test]
+fn process_info_of_a_traced_process_is_not_its_send() {
+    run(async {
+        let me = beamish::self_pid();
+        let traced = sink();
+        let _session = Trace::new(Flags::SEND | Flags::RECEIVE)
+            .start(Target::Pid(traced), me)
+            .unwrap();
+        for _ in 0..3 {
+            assert!(beamish::process_info(traced).await.is_some());
+        }
+        traced.send(7u32);
+        let events = events_for(ms(200)).await;
+        let kinds: Vec<&TraceKind> = events.iter().map(|e| &e.kind).collect();
+        assert!(
+            kinds.iter().all(|k| !matches!(k, TraceKind::Send { .. })),
+            "{kinds:?}"
+        );
+        assert!(
+            kinds
+                .iter()
+                .any(|k| matches!(k, TraceKind::Receive { message } if message.contains("u32"))),
+            "{kinds:?}"
+        );
+    });
+}

@@ -321,16 +321,15 @@ async fn client(args: Args) -> Result<(), Error> {
                 } else if t.on.is_some_and(|o| o != node) {
                     // A move between two calls: a planned one, or a
                     // failover faster than the calls to this service.
-                    let after_down = t
-                        .on
-                        .and_then(|old| downs.get(&old))
-                        .filter(|at| at.elapsed() < Duration::from_secs(2))
-                        .map_or(String::new(), |at| {
-                            format!(
-                                ", {:.1} ms after the nodedown",
-                                at.elapsed().as_secs_f64() * 1e3
-                            )
-                        });
+                    let after_down =
+                        t.on.and_then(|old| downs.get(&old))
+                            .filter(|at| at.elapsed() < Duration::from_secs(2))
+                            .map_or(String::new(), |at| {
+                                format!(
+                                    ", {:.1} ms after the nodedown",
+                                    at.elapsed().as_secs_f64() * 1e3
+                                )
+                            });
                     say(&format!(
                         "[{}] {}: moved from {} to {node}{after_down}, no call failed",
                         clock(),

@@ -213,6 +213,15 @@ impl Pid {
         self.deliver_node(msg.0);
     }
 
+    /// Sends the answer to a system signal (a `process_info` reply): not
+    /// a message the process sent, so no trace event and no reductions,
+    /// as OTP does not trace the reply of `process_info`.
+    pub(crate) fn send_system<T: Send + 'static>(self, msg: T) {
+        if let Err(node) = runtime::deliver(self, NodeBox::message(msg)) {
+            node::drop_quietly(node);
+        }
+    }
+
     fn deliver_node(self, node: NodeBox) {
         context::consume(1);
         if crate::trace::on() {

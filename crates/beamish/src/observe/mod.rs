@@ -42,6 +42,8 @@
 //! assert_eq!((top.pid, top.message_queue_len), (busy, 3));
 //! ```
 
+#[cfg(feature = "console")]
+pub mod console;
 pub(crate) mod hub;
 #[cfg(feature = "dist")]
 pub mod serve;

@@ -55,44 +55,77 @@ const TRACE_KEPT: usize = 200;
 
 static ENDPOINT: OnceLock<Endpoint> = OnceLock::new();
 
+/// The functions of the endpoint, as registered under `beamish_observer`.
+pub const FUNCTIONS: [&str; 7] = [
+    "sample",
+    "process_info",
+    "applications",
+    "kill",
+    "trace",
+    "trace_events",
+    "trace_stop",
+];
+
 /// Serves the `beamish_observer` functions on the running node (see the
-/// module docs). `read_only` refuses `kill`. Calling it again keeps the
-/// first endpoint.
+/// module docs). `read_only` refuses `kill` and `trace`. Calling it again
+/// keeps the first endpoint's mode.
 ///
 /// # Errors
 /// Outside a beamish process, or before the node is started.
 pub fn serve(read_only: bool) -> Result<(), Error> {
+    install(read_only)?;
+    for f in FUNCTIONS {
+        rpc::register("beamish_observer", f, move |args: Vec<Term>| call(f, args))?;
+    }
+    Ok(())
+}
+
+/// Sets up the endpoint without serving it over distribution: what an
+/// observer in the same OS process uses, through [`call`]. Calling it
+/// again (or [`serve`]) keeps the first endpoint's mode.
+///
+/// # Errors
+/// Outside a beamish process.
+pub fn install(read_only: bool) -> Result<(), Error> {
+    if ENDPOINT.get().is_some() {
+        return Ok(());
+    }
     let observer = Observer::current()?;
     ENDPOINT.get_or_init(|| Endpoint {
         _observing: observer,
         read_only,
         traces: Mutex::new(FxHashMap::default()),
     });
-    rpc::register("beamish_observer", "sample", |args: Vec<Term>| async move {
-        let n = match args.as_slice() {
-            [Term::Int(n)] if *n >= 0 => (*n as usize).min(MAX_TOP),
-            _ => return Err(Exception::badarg()),
-        };
-        endpoint()?;
-        // A fresh observer has no previous sample: its counts are since
-        // the runtime started, for the caller to take differences. The
-        // pass yields between slices, so it never holds a scheduler
-        // thread for the whole table.
-        let sample = Observer::current()
-            .map_err(|_| Exception::badarg())?
-            .sample_async(n)
-            .await;
-        Ok(sample_term(&sample))
-    })?;
-    rpc::register(
-        "beamish_observer",
-        "process_info",
-        |args: Vec<Term>| async move { Ok(process_info_term(one_pid(&args)?).await) },
-    )?;
-    rpc::register(
-        "beamish_observer",
-        "applications",
-        |args: Vec<Term>| async move {
+    Ok(())
+}
+
+/// Runs `beamish_observer:function(args)` in this process, exactly as a
+/// remote call runs it (`undef` for a function the endpoint does not
+/// have, `badarg` before [`install`] or [`serve`]).
+pub async fn call(function: &str, args: Vec<Term>) -> rpc::RpcResult {
+    match function {
+        "sample" => {
+            let n = match args.as_slice() {
+                [Term::Int(n)] if *n >= 0 => (*n as usize).min(MAX_TOP),
+                _ => return Err(Exception::badarg()),
+            };
+            endpoint()?;
+            // A fresh observer has no previous sample: its counts are
+            // since the runtime started, for the caller to take
+            // differences. The pass yields between slices, so it never
+            // holds a scheduler thread for the whole table.
+            let sample = Observer::current()
+                .map_err(|_| Exception::badarg())?
+                .sample_async(n)
+                .await;
+            Ok(sample_term(&sample))
+        }
+        "process_info" => {
+            endpoint()?;
+            Ok(process_info_term(one_pid(&args)?).await)
+        }
+        "applications" => {
+            endpoint()?;
             if !args.is_empty() {
                 return Err(Exception::badarg());
             }
@@ -112,24 +145,20 @@ pub fn serve(read_only: bool) -> Result<(), Error> {
                     })
                     .collect(),
             ))
-        },
-    )?;
-    rpc::register("beamish_observer", "kill", |args: Vec<Term>| async move {
-        let pid = one_pid(&args)?;
-        writable()?;
-        pid.exit(Reason::Kill);
-        Ok(atom("ok"))
-    })?;
-    rpc::register("beamish_observer", "trace", |args: Vec<Term>| async move {
-        let pid = one_pid(&args)?;
-        start_trace(writable()?, pid)
-            .map_err(|e| Exception::Error(Term::binary(e.to_string().as_bytes())))?;
-        Ok(atom("ok"))
-    })?;
-    rpc::register(
-        "beamish_observer",
-        "trace_events",
-        |args: Vec<Term>| async move {
+        }
+        "kill" => {
+            let pid = one_pid(&args)?;
+            writable()?;
+            pid.exit(Reason::Kill);
+            Ok(atom("ok"))
+        }
+        "trace" => {
+            let pid = one_pid(&args)?;
+            start_trace(writable()?, pid)
+                .map_err(|e| Exception::Error(Term::binary(e.to_string().as_bytes())))?;
+            Ok(atom("ok"))
+        }
+        "trace_events" => {
             let pid = one_pid(&args)?;
             let kept = endpoint()?
                 .traces
@@ -143,18 +172,14 @@ pub fn serve(read_only: bool) -> Result<(), Error> {
                     .collect()
             });
             Ok(Term::list(events.unwrap_or_default()))
-        },
-    )?;
-    rpc::register(
-        "beamish_observer",
-        "trace_stop",
-        |args: Vec<Term>| async move {
+        }
+        "trace_stop" => {
             let pid = one_pid(&args)?;
             endpoint()?.traces.lock().remove(&pid);
             Ok(atom("ok"))
-        },
-    )?;
-    Ok(())
+        }
+        _ => Err(Exception::Error(atom("undef"))),
+    }
 }
 
 /// The endpoint (set before any function is registered).

@@ -185,7 +185,7 @@ fn request(pid: Pid) -> Request {
     let mark = crate::mark();
     let tag = Ref::new();
     let me_pid = h.pid;
-    let reply = Box::new(move |info: Option<ProcessInfo>| me_pid.send(InfoReply(tag, info)));
+    let reply = Box::new(move |info: Option<ProcessInfo>| me_pid.send_system(InfoReply(tag, info)));
     match signal::send(pid, Signal::Info(reply)) {
         Ok(()) => Request::Sent { status, mark, tag },
         Err(_) => Request::Dead,

@@ -136,6 +136,12 @@ pub fn repo_root() -> PathBuf {
 /// returns its path.
 #[allow(dead_code)] // Not every test binary that includes this runs an example.
 pub fn example_binary(name: &str) -> PathBuf {
+    example_binary_with(name, &[])
+}
+
+/// [`example_binary`] for an example that needs `features` of the crate.
+#[allow(dead_code)]
+pub fn example_binary_with(name: &str, features: &[&str]) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // target/<profile>/deps/<test> -> target/<profile>/examples/<name>
     let profile_dir = exe
@@ -146,6 +152,9 @@ pub fn example_binary(name: &str) -> PathBuf {
     let mut cmd = std::process::Command::new(cargo);
     cmd.current_dir(repo_root())
         .args(["build", "-p", "beamish", "--example", name]);
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
     if profile_dir.file_name().is_some_and(|p| p == "release") {
         cmd.arg("--release");
     }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use beamish::dist::{Atom, Term};
+use crate::dist::{Atom, Term};
 
 /// What kind of node answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,9 +27,14 @@ impl Kind {
 /// observer enabled them; only differences mean anything).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sched {
+    /// The scheduler's number, from 1.
     pub id: i64,
+    /// Time busy (the node's unit: ns on beamish, `scheduler_wall_time`'s
+    /// on Erlang).
     pub busy: f64,
+    /// Time in all, in the same unit.
     pub total: f64,
+    /// Processes in its run queue.
     pub run_queue: i64,
 }
 
@@ -38,36 +43,58 @@ pub struct Sched {
 pub struct Row {
     /// The pid as the node sent it (to address the process).
     pub term: Term,
+    /// The pid as the node's own shell prints it (`<0.I.S>`).
     pub pid: String,
+    /// Its registered name.
     pub name: Option<String>,
+    /// Reductions since it started.
     pub reductions: i64,
+    /// Reductions in the sample's window.
     pub recent: i64,
+    /// Messages in its mailbox.
     pub queue: i64,
+    /// Bytes, as the node counts them.
     pub memory: i64,
+    /// `running`, `runnable`, `waiting`…
     pub status: String,
 }
 
 /// One sample.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
+    /// What kind of node answered.
     pub kind: Kind,
+    /// Time since the node started.
     pub uptime_ms: i64,
+    /// Each scheduler's counters.
     pub schedulers: Vec<Sched>,
+    /// Processes in the shared queue (beamish's injector; 0 on Erlang).
     pub global_run_queue: i64,
+    /// Live processes.
     pub processes: i64,
+    /// Processes spawned since the start (beamish nodes).
     pub total_spawned: Option<i64>,
+    /// Processes ended since the start (beamish nodes).
     pub total_exited: Option<i64>,
+    /// The window of `recent` reductions.
     pub window_ms: i64,
+    /// Reductions of all processes in the window.
     pub window_reductions: i64,
+    /// Registered names.
     pub registered: i64,
+    /// Atoms in the atom table.
     pub atoms: i64,
+    /// `long_schedule` reports since the start (beamish nodes).
     pub long_schedules: Option<i64>,
     /// Messages waiting in mailboxes (beamish nodes).
     pub messages: Option<i64>,
     /// Bytes by kind, in the node's own terms.
     pub memory: Vec<(String, i64)>,
+    /// Top processes by reductions in the window.
     pub reductions: Vec<Row>,
+    /// Top processes by mailbox length.
     pub message_queue: Vec<Row>,
+    /// Top processes by memory.
     pub memory_top: Vec<Row>,
 }
 
@@ -135,7 +162,7 @@ pub(crate) fn local_form(pid: &str) -> String {
 
 impl Snapshot {
     /// Decodes what a node answered.
-    pub fn decode(kind: Kind, t: &Term) -> Result<Snapshot, String> {
+    pub(crate) fn decode(kind: Kind, t: &Term) -> Result<Snapshot, String> {
         let bad = |what: &str| format!("a sample without {what}: {t}");
         let get = |k: &str| t.map_get(&key(k));
         let get_int = |k: &str| get(k).and_then(int).ok_or_else(|| bad(k));
@@ -220,7 +247,7 @@ fn per_second(n: i64, ms: i64) -> String {
 
 /// The text of `--once`: the summary from two samples, then the top
 /// processes of the later one.
-pub fn render_text(node: &str, a: &Snapshot, b: &Snapshot) -> String {
+pub(crate) fn render_text(node: &str, a: &Snapshot, b: &Snapshot) -> String {
     let mut out = String::new();
     let elapsed = b.uptime_ms - a.uptime_ms;
     let _ = writeln!(

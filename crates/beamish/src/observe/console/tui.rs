@@ -3,9 +3,10 @@
 //! live (sort, filter, kill), a process page (info, mailbox head, links,
 //! its trace) and an applications page (supervision trees).
 //!
-//! Threads: the UI runs on the main thread and never waits on the network;
-//! a fetcher process on the observer's own beamish runtime does every erpc
-//! call and hands results over a channel. A node that stops answering
+//! Threads: the UI runs on the calling thread and never waits on the
+//! network; a fetcher process on the observer's own beamish runtime does
+//! every call (erpc, or in-process for [`Target::Local`]) and hands results
+//! over a channel. A node that stops answering
 //! leaves the last figures on screen with the error in the status line,
 //! and the fetcher keeps trying.
 
@@ -13,8 +14,9 @@ use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use beamish::dist::{Atom, Term};
-use beamish::rpc;
+use crate::dist::Term;
+use crate::dist::rpc::RpcError;
+use crate::{Error, Handle};
 use ratatui::Frame;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode, KeyEventKind};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -25,7 +27,7 @@ use ratatui::widgets::{
 };
 
 use super::sample::{Kind, Row, Snapshot};
-use super::{FETCH_TIMEOUT, atom, eval, fetch, unreachable_node};
+use super::{Target, atom, call, eval, fetch_text, unreachable};
 
 /// Rows fetched per ranking (the table shows what fits).
 const TOP: usize = 200;
@@ -190,16 +192,29 @@ fn push(v: &mut VecDeque<u64>, x: u64) {
     v.push_back(x);
 }
 
-/// Runs the UI until `q`.
-pub fn run(rt: &beamish::Runtime, node: Atom, interval: Duration) -> Result<(), String> {
+/// Runs the terminal UI on `target` until `q`, a sample every `interval`;
+/// blocks the calling thread (which must not be a scheduler thread of the
+/// runtime), whose terminal it takes over and gives back.
+///
+/// Keys: `1`–`4` or Tab switch pages; `r`, `u`, `m` sort the process
+/// table by recent reductions, queue or memory; `/` filters it; arrows
+/// (or `j`/`k`) and Enter open a process; `t` traces it, `K` kills it
+/// (after `y`); `q` quits.
+///
+/// # Errors
+/// [`Error::Shutdown`] when the runtime takes no new process;
+/// [`Error::Io`] when the terminal cannot be set up or written.
+pub fn run(handle: &Handle, target: Target, interval: Duration) -> Result<(), Error> {
     let (tx, rx) = mpsc::channel::<Update>();
-    let fetcher = rt
-        .handle()
-        .spawn(fetcher(node, interval, tx))
-        .map_err(|e| e.to_string())?;
-    let mut terminal =
-        ratatui::try_init().map_err(|e| format!("cannot set up the terminal: {e}"))?;
-    let mut app = App::new(node.to_string());
+    let fetcher = handle.spawn(fetcher(target, interval, tx))?;
+    let mut terminal = match ratatui::try_init() {
+        Ok(t) => t,
+        Err(e) => {
+            fetcher.exit(crate::Reason::Kill);
+            return Err(Error::Io(format!("cannot set up the terminal: {e}").into()));
+        }
+    };
+    let mut app = App::new(target.to_string());
     let result = (|| -> std::io::Result<()> {
         loop {
             while let Ok(u) = rx.try_recv() {
@@ -297,18 +312,18 @@ pub fn run(rt: &beamish::Runtime, node: Atom, interval: Duration) -> Result<(), 
         }
     })();
     ratatui::restore();
-    fetcher.exit(beamish::Reason::Kill);
-    result.map_err(|e| format!("terminal: {e}"))
+    fetcher.exit(crate::Reason::Kill);
+    result.map_err(|e| Error::Io(format!("terminal: {e}").into()))
 }
 
 /// The fetcher process: a sample every `interval`, the selected process's
 /// info and trace with it, and the UI's commands in between.
-async fn fetcher(node: Atom, interval: Duration, tx: mpsc::Sender<Update>) {
+async fn fetcher(node: Target, interval: Duration, tx: mpsc::Sender<Update>) {
     let mut kind: Option<Kind> = None;
     let mut selected: Option<Term> = None;
     let mut traced: Option<Term> = None;
     loop {
-        let sample = fetch(node, TOP, kind).await;
+        let sample = fetch_text(node, TOP, kind).await;
         if let Ok(s) = &sample {
             kind = Some(s.kind);
         }
@@ -319,14 +334,7 @@ async fn fetcher(node: Atom, interval: Duration, tx: mpsc::Sender<Update>) {
             let _ = tx.send(Update::Info(process_info(node, k, pid).await));
         }
         if let (Some(pid), Some(Kind::Beamish)) = (&traced, kind) {
-            let got = rpc::call_timeout(
-                node,
-                "beamish_observer",
-                "trace_events",
-                vec![pid.clone()],
-                FETCH_TIMEOUT,
-            )
-            .await;
+            let got = call(node, "beamish_observer", "trace_events", vec![pid.clone()]).await;
             if let Ok(t) = got {
                 let lines = t
                     .as_list()
@@ -343,7 +351,7 @@ async fn fetcher(node: Atom, interval: Duration, tx: mpsc::Sender<Update>) {
         let deadline = std::time::Instant::now() + interval;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let Some(cmd) = beamish::receive_if(|_: &Cmd| true).timeout(left).await else {
+            let Some(cmd) = crate::receive_if(|_: &Cmd| true).timeout(left).await else {
                 break;
             };
             let status = match cmd {
@@ -365,31 +373,31 @@ async fn fetcher(node: Atom, interval: Duration, tx: mpsc::Sender<Update>) {
     }
 }
 
-async fn kill(node: Atom, kind: Option<Kind>, pid: Term) -> String {
+async fn kill(node: Target, kind: Option<Kind>, pid: Term) -> String {
     let shown = pid.to_string();
     let got = match kind {
-        Some(Kind::Beamish) => {
-            rpc::call_timeout(node, "beamish_observer", "kill", vec![pid], FETCH_TIMEOUT).await
-        }
-        _ => {
-            rpc::call_timeout(
-                node,
-                "erlang",
-                "exit",
-                vec![pid, Term::Atom(atom("kill"))],
-                FETCH_TIMEOUT,
-            )
-            .await
-        }
+        Some(Kind::Beamish) => call(node, "beamish_observer", "kill", vec![pid]).await,
+        _ => call(node, "erlang", "exit", vec![pid, Term::Atom(atom("kill"))]).await,
     };
     match got {
         Ok(_) => format!("killed {shown}"),
-        Err(e) => format!("kill refused: {}", unreachable_node(node, &e)),
+        Err(e) => format!("kill refused: {}", refused(node, &e)),
+    }
+}
+
+/// Why the endpoint refused (`read_only` said so), or why it could not be
+/// asked.
+fn refused(node: Target, e: &RpcError) -> String {
+    match e {
+        RpcError::Exception { reason, .. } if reason.is_atom(atom("read_only")) => {
+            "the node's observer endpoint is read-only".into()
+        }
+        e => unreachable(node, e),
     }
 }
 
 async fn trace(
-    node: Atom,
+    node: Target,
     kind: Option<Kind>,
     pid: &Term,
     on: bool,
@@ -399,15 +407,7 @@ async fn trace(
         return "tracing is available on beamish nodes in this version".into();
     }
     let f = if on { "trace" } else { "trace_stop" };
-    match rpc::call_timeout(
-        node,
-        "beamish_observer",
-        f,
-        vec![pid.clone()],
-        FETCH_TIMEOUT,
-    )
-    .await
-    {
+    match call(node, "beamish_observer", f, vec![pid.clone()]).await {
         Ok(_) => {
             *traced = on.then(|| pid.clone());
             if on {
@@ -416,23 +416,14 @@ async fn trace(
                 "trace stopped".into()
             }
         }
-        Err(e) => format!("trace refused: {}", unreachable_node(node, &e)),
+        Err(e) => format!("trace refused: {}", refused(node, &e)),
     }
 }
 
 /// The process page's lines.
-async fn process_info(node: Atom, kind: Kind, pid: &Term) -> Vec<String> {
+async fn process_info(node: Target, kind: Kind, pid: &Term) -> Vec<String> {
     let got = match kind {
-        Kind::Beamish => {
-            rpc::call_timeout(
-                node,
-                "beamish_observer",
-                "process_info",
-                vec![pid.clone()],
-                FETCH_TIMEOUT,
-            )
-            .await
-        }
+        Kind::Beamish => call(node, "beamish_observer", "process_info", vec![pid.clone()]).await,
         Kind::Erl => {
             let items = [
                 "status",
@@ -448,14 +439,7 @@ async fn process_info(node: Atom, kind: Kind, pid: &Term) -> Vec<String> {
                 "initial_call",
             ];
             let items = Term::list(items.iter().map(|i| Term::Atom(atom(i))).collect());
-            rpc::call_timeout(
-                node,
-                "erlang",
-                "process_info",
-                vec![pid.clone(), items],
-                FETCH_TIMEOUT,
-            )
-            .await
+            call(node, "erlang", "process_info", vec![pid.clone(), items]).await
         }
     };
     match got {
@@ -469,7 +453,7 @@ async fn process_info(node: Atom, kind: Kind, pid: &Term) -> Vec<String> {
                 _ => item.to_string(),
             })
             .collect(),
-        Err(e) => vec![unreachable_node(node, &e)],
+        Err(e) => vec![unreachable(node, &e)],
     }
 }
 
@@ -489,18 +473,14 @@ fn shown(t: &Term) -> String {
     }
 }
 
-async fn applications(node: Atom, kind: Option<Kind>) -> Result<Vec<String>, String> {
-    let t = match kind {
-        Some(Kind::Beamish) => rpc::call_timeout(
-            node,
-            "beamish_observer",
-            "applications",
-            vec![],
-            FETCH_TIMEOUT,
-        )
-        .await
-        .map_err(|e| unreachable_node(node, &e))?,
-        _ => eval(node, ERL_APPS).await?,
+async fn applications(node: Target, kind: Option<Kind>) -> Result<Vec<String>, String> {
+    let t = match (kind, node) {
+        (Some(Kind::Beamish), _) | (_, Target::Local) => {
+            call(node, "beamish_observer", "applications", vec![])
+                .await
+                .map_err(|e| unreachable(node, &e))?
+        }
+        (_, Target::Node(n)) => eval(n, ERL_APPS).await?,
     };
     let mut lines = Vec::new();
     for app in t.as_list().unwrap_or(&[]) {
