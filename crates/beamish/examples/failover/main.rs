@@ -299,18 +299,10 @@ async fn client(args: Args) -> Result<(), Error> {
                 if let Some((since, failed)) = t.outage.take() {
                     let outage = since.elapsed();
                     t.longest = t.longest.max(outage);
+                    // A nodedown of the outage's own node (a kill's comes at
+                    // once, a stopped node's after the tick timeout).
                     let after_down =
-                        t.on.and_then(|old| downs.get(&old))
-                            // A nodedown of the outage's own node (a kill's
-                            // comes at once, a stopped node's after the tick
-                            // timeout).
-                            .filter(|at| **at + Duration::from_millis(200) >= since)
-                            .map_or(String::new(), |at| {
-                                format!(
-                                    ", {:.1} ms after the nodedown",
-                                    at.elapsed().as_secs_f64() * 1e3
-                                )
-                            });
+                        since_nodedown(t.on, &downs, |at| at + Duration::from_millis(200) >= since);
                     say(&format!(
                         "[{}] {}: answered again on {node}{after_down}; {failed} calls failed in {:.1} ms (was on {})",
                         clock(),
@@ -322,14 +314,7 @@ async fn client(args: Args) -> Result<(), Error> {
                     // A move between two calls: a planned one, or a
                     // failover faster than the calls to this service.
                     let after_down =
-                        t.on.and_then(|old| downs.get(&old))
-                            .filter(|at| at.elapsed() < Duration::from_secs(2))
-                            .map_or(String::new(), |at| {
-                                format!(
-                                    ", {:.1} ms after the nodedown",
-                                    at.elapsed().as_secs_f64() * 1e3
-                                )
-                            });
+                        since_nodedown(t.on, &downs, |at| at.elapsed() < Duration::from_secs(2));
                     say(&format!(
                         "[{}] {}: moved from {} to {node}{after_down}, no call failed",
                         clock(),
@@ -411,4 +396,21 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// `", N ms after the nodedown"` for the nodedown of `old`, if `recent`
+/// says it belongs to this outage or move; else nothing.
+fn since_nodedown(
+    old: Option<Atom>,
+    downs: &BTreeMap<Atom, Instant>,
+    recent: impl Fn(Instant) -> bool,
+) -> String {
+    old.and_then(|o| downs.get(&o))
+        .filter(|at| recent(**at))
+        .map_or(String::new(), |at| {
+            format!(
+                ", {:.1} ms after the nodedown",
+                at.elapsed().as_secs_f64() * 1e3
+            )
+        })
 }

@@ -217,9 +217,7 @@ impl Pid {
     /// a message the process sent, so no trace event and no reductions,
     /// as OTP does not trace the reply of `process_info`.
     pub(crate) fn send_system<T: Send + 'static>(self, msg: T) {
-        if let Err(node) = runtime::deliver(self, NodeBox::message(msg)) {
-            node::drop_quietly(node);
-        }
+        self.deliver_untraced(NodeBox::message(msg));
     }
 
     fn deliver_node(self, node: NodeBox) {
@@ -227,6 +225,12 @@ impl Pid {
         if crate::trace::on() {
             crate::trace::sent(self, node.type_name());
         }
+        self.deliver_untraced(node);
+    }
+
+    /// Delivers, or drops the message to a dead process, as Erlang does.
+    #[inline]
+    fn deliver_untraced(self, node: NodeBox) {
         if let Err(node) = runtime::deliver(self, node) {
             node::drop_quietly(node);
         }
